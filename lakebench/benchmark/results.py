@@ -1,0 +1,159 @@
+"""Result documents: one JSON file per run, written once, holding every raw sample.
+
+Percentiles are numpy's default (linear) method over ``samples_ms``, so anyone can recompute them
+from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA = "lakebench.run/1"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Environment(_Model):
+    platform: str
+    machine: str
+    python: str
+    cpu_count: int
+    memory_bytes: int | None
+    packages: dict[str, str]
+
+
+class Dataset(_Model):
+    source: str
+    spec: dict[str, Any] = Field(default_factory=dict)
+    reused: bool
+    events: int
+    entities: int
+    raw_bytes: int | None
+    parquet_bytes: int
+    files: int
+    snapshot_id: int | None
+    write_seconds: float | None = None
+
+
+class Benchmark(_Model):
+    name: str
+    engine: str
+    description: str
+    samples_ms: list[float]
+    errors: int = 0
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    mean_ms: float
+    threshold_ms: float | None
+    judged_by: str
+    passed: bool | None
+
+
+class Decision(_Model):
+    option: int
+    name: str
+    reason: str
+    judged: dict[str, Any]
+
+
+class RunResult(_Model):
+    schema_: str = Field(SCHEMA, alias="schema")
+    run_id: str
+    started_at: datetime
+    finished_at: datetime
+    lake: dict[str, Any]
+    environment: Environment
+    dataset: Dataset
+    method: dict[str, Any]
+    benchmarks: list[Benchmark]
+    decision: Decision
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, indent=2)
+
+
+def summarise(
+    name: str,
+    engine: str,
+    description: str,
+    samples_ms: list[float],
+    *,
+    errors: int = 0,
+    threshold_ms: float | None,
+    judged_by: str = "p95",
+) -> Benchmark:
+    if not samples_ms:
+        raise ValueError(f"benchmark {name!r} has no samples")
+    data = np.asarray(samples_ms, dtype=np.float64)
+    p50, p95, p99 = (float(v) for v in np.percentile(data, [50, 95, 99]))
+    figures = {"p50": p50, "p95": p95, "p99": p99, "max": float(data.max()), "mean": float(data.mean())}
+    passed: bool | None = None
+    if threshold_ms is not None:
+        passed = errors == 0 and figures[judged_by] < threshold_ms
+    return Benchmark(
+        name=name,
+        engine=engine,
+        description=description,
+        samples_ms=[float(v) for v in samples_ms],
+        errors=errors,
+        p50_ms=p50,
+        p95_ms=p95,
+        p99_ms=p99,
+        max_ms=figures["max"],
+        mean_ms=figures["mean"],
+        threshold_ms=threshold_ms,
+        judged_by=judged_by,
+        passed=passed,
+    )
+
+
+def environment() -> Environment:
+    packages = {}
+    for name in ("lakebench", "duckdb", "pyarrow", "pyiceberg", "numpy"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = "not installed"
+    memory: int | None = None
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = None
+    return Environment(
+        platform=platform.platform(),
+        machine=platform.machine(),
+        python=sys.version.split()[0],
+        cpu_count=os.cpu_count() or 0,
+        memory_bytes=memory,
+        packages=packages,
+    )
+
+
+def write_result(result: RunResult, results_dir: Path) -> Path:
+    """Write ``<results_dir>/<date>/<run-id>.json``; refuses to overwrite an existing file."""
+    day = result.started_at.astimezone(UTC).strftime("%Y-%m-%d")
+    folder = results_dir / day
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{result.run_id}.json"
+    with path.open("x", encoding="utf-8") as out:
+        out.write(result.to_json())
+        out.write("\n")
+    return path
+
+
+def load_result(path: Path) -> RunResult:
+    return RunResult.model_validate(json.loads(path.read_text(encoding="utf-8")))

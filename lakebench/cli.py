@@ -1,0 +1,385 @@
+"""The ``lakebench`` command line.
+
+Conventions: every command takes ``--lake`` (env LAKEBENCH_LAKE, default ./lake) and ``--catalog``
+(env LAKEBENCH_CATALOG); ``--json`` prints one machine-readable JSON document on stdout while
+progress and messages go to stderr. Exit codes: 0 ok, 1 some input rejected or nothing found,
+2 unusable input or settings, 75 a transient failure worth retrying.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichBar
+from rich.table import Table
+
+from lakebench.core.config import DEFAULT_LAKE, Settings
+from lakebench.core.errors import LakebenchError, TransientError
+from lakebench.core.models import Event, Limits
+
+app = typer.Typer(
+    help="Store events and documents on object storage as Parquet + Iceberg, query them, and benchmark it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+LakeOpt = Annotated[
+    str, typer.Option("--lake", envvar="LAKEBENCH_LAKE", help="Lake folder or s3://bucket/prefix.")
+]
+CatalogOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--catalog",
+        envvar="LAKEBENCH_CATALOG",
+        help="Iceberg SQL catalog URL (default: SQLite beside the lake).",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+MaxBodyOpt = Annotated[int, typer.Option("--max-body-bytes", min=0, help="Largest accepted body, in bytes.")]
+
+
+class RichProgress:
+    """The benchmark/job progress protocol on a Rich progress bar (stderr)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self._bar = RichBar(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            disable=not enabled,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> RichProgress:
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+    def start(self, description: str, total: int | None) -> None:
+        self._task = self._bar.add_task(description, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self._task is not None:
+            self._bar.advance(self._task, n)
+
+    def done(self) -> None:
+        self._task = None
+
+
+def _settings(lake: str, catalog: str | None) -> Settings:
+    return Settings.from_env(lake=lake, catalog=catalog)
+
+
+def _emit_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def _mb(n: int | None) -> str:
+    return "?" if n is None else f"{n / 1e6:,.1f} MB"
+
+
+@app.command()
+def generate(
+    count: Annotated[int, typer.Option("--count", min=0, help="Number of events.")] = 2_000,
+    avg_size_kb: Annotated[
+        float, typer.Option("--avg-size-kb", min=0.0, help="Average body size (KB).")
+    ] = 225.0,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same events.")] = 42,
+    output: Annotated[
+        Path | None, typer.Option("--out", help="Write NDJSON here instead of the lake.")
+    ] = None,
+    lake: LakeOpt = DEFAULT_LAKE,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate deterministic synthetic events (the seed's /generate {count, avgSizeKB}) into the lake."""
+    from lakebench.generate.synthetic import GeneratorSpec
+    from lakebench.generate.synthetic import generate as synthesise
+
+    spec = GeneratorSpec(count=count, avg_size_kb=avg_size_kb, seed=seed)
+    with RichProgress(enabled=not as_json) as progress:
+        progress.start(f"generating {count:,} events", count)
+        if output is not None:
+            written = 0
+            with output.open("w", encoding="utf-8") as f:
+                for event in synthesise(spec):
+                    f.write(event.to_json() + "\n")
+                    written += 1
+                    progress.advance()
+            document: dict[str, Any] = {"dataset": spec.dataset_id, "events": written, "out": str(output)}
+        else:
+            from lakebench.lake.catalog import Lake
+            from lakebench.lake.writer import LakeWriter
+
+            target = Lake(_settings(lake, catalog))
+            result = LakeWriter(target).write(
+                synthesise(spec), summary={"lakebench.dataset": spec.dataset_id}, progress=progress.advance
+            )
+            document = {
+                "dataset": spec.dataset_id,
+                "lake": target.url,
+                "events": result.events,
+                "raw_bytes": result.raw_bytes,
+                "parquet_bytes": result.parquet_bytes,
+                "files": [f.key for f in result.files],
+                "snapshot_id": result.snapshot_id,
+                "seconds": round(result.seconds, 3),
+            }
+    if as_json:
+        _emit_json(document)
+    elif output is not None:
+        out.print(f"wrote {document['events']:,} events to {output}")
+    else:
+        out.print(
+            f"wrote {document['events']:,} events ({_mb(document['raw_bytes'])} raw, "
+            f"{_mb(document['parquet_bytes'])} Parquet in {len(document['files'])} files) "
+            f"to {document['lake']} in {document['seconds']:.1f} s; snapshot {document['snapshot_id']}"
+        )
+
+
+def _report_rejections(source: str, rejected: list[Any], max_errors: int) -> None:
+    for rejection in rejected[:max_errors]:
+        err.print(f"{source}: {rejection}", markup=False, highlight=False)
+    if len(rejected) > max_errors:
+        err.print(
+            f"{source}: … and {len(rejected) - max_errors:,} more rejected records (raise --max-errors)"
+        )
+
+
+def _ingest_document(report: Any) -> dict[str, Any]:
+    return {
+        "source": report.source,
+        "format": report.format,
+        "accepted": report.accepted,
+        "rejected": [
+            {"unit": r.unit, "position": r.position, "problems": [asdict(p) for p in r.problems]}
+            for r in report.rejected
+        ],
+        "input_error": report.input_error,
+    }
+
+
+@app.command()
+def ingest(
+    path: Annotated[str, typer.Argument(help="Input file (.gz/.bz2 read as such); '-' for stdin.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="ndjson | wikiticker | gharchive | tantivy-wiki | mediawiki-xml")
+    ] = "ndjson",
+    max_body_bytes: MaxBodyOpt = Limits().max_body_bytes,
+    max_errors: Annotated[int, typer.Option("--max-errors", min=0, help="Rejections to print.")] = 1000,
+    lake: LakeOpt = DEFAULT_LAKE,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate a file's records and write the good ones into the lake; report every bad one."""
+    from lakebench.lake.catalog import Lake
+    from lakebench.pipeline.batch import ingest_file
+
+    target = Lake(_settings(lake, catalog))
+    with RichProgress(enabled=not as_json) as progress:
+        progress.start(f"ingesting {path}", None)
+        report = ingest_file(
+            target, path, fmt, limits=Limits(max_body_bytes=max_body_bytes), progress=progress.advance
+        )
+    write = report.write
+    if as_json:
+        document = _ingest_document(report)
+        if write is not None:
+            document |= {
+                "lake": target.url,
+                "files": [f.key for f in write.files],
+                "snapshot_id": write.snapshot_id,
+            }
+        _emit_json(document)
+    else:
+        _report_rejections(path, report.rejected, max_errors)
+        if report.input_error:
+            err.print(f"{path}: input stopped being readable: {report.input_error}", markup=False)
+        files = len(write.files) if write else 0
+        out.print(
+            f"{report.accepted:,} events written to {target.url} in {files} file(s); "
+            f"{len(report.rejected):,} rejected"
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def convert(
+    source: Annotated[str, typer.Argument(help="NDJSON events ('-' for stdin).")],
+    target: Annotated[str, typer.Argument(help="Output .parquet path or s3://bucket/key.parquet.")],
+    fmt: Annotated[str, typer.Option("--format", help="Input format, as for ingest.")] = "ndjson",
+    max_body_bytes: MaxBodyOpt = Limits().max_body_bytes,
+    max_errors: Annotated[int, typer.Option("--max-errors", min=0)] = 1000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Convert NDJSON events to one key-sorted, zstd Parquet file (no catalog commit)."""
+    from lakebench.pipeline.batch import convert_file
+
+    report = convert_file(source, target, fmt, limits=Limits(max_body_bytes=max_body_bytes))
+    if as_json:
+        document = _ingest_document(report)
+        if report.parquet:
+            document |= {"out": target, **asdict(report.parquet)}
+        _emit_json(document)
+    else:
+        _report_rejections(source, report.rejected, max_errors)
+        if report.parquet:
+            out.print(
+                f"{report.parquet.rows:,} events -> {target} ({_mb(report.parquet.bytes)}, "
+                f"{report.parquet.row_groups} row groups); {len(report.rejected):,} rejected"
+            )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _event_document(event: Event, full: bool) -> dict[str, Any]:
+    doc = event.to_json_dict()
+    if not full and doc["body"] and len(doc["body"]) > 400:
+        doc["body"] = doc["body"][:400] + f"… ({len(event.body or ''):,} chars; --full for all)"
+    return doc
+
+
+@app.command()
+def lookup(
+    ns: Annotated[str, typer.Argument(help="Namespace, e.g. en.wikipedia.org")],
+    entity_id: Annotated[str, typer.Argument(help="Entity id, e.g. TypeScript")],
+    engine: Annotated[str, typer.Option("--engine", help="Query engine.")] = "lake-sql",
+    full: Annotated[bool, typer.Option("--full", help="Print the whole body.")] = False,
+    lake: LakeOpt = DEFAULT_LAKE,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The latest version of one entity (the seed's most critical query)."""
+    import time
+
+    from lakebench.engines import open_engine
+    from lakebench.lake.catalog import Lake
+
+    target = Lake(_settings(lake, catalog))
+    target.table(create=False)
+    query_engine = open_engine(engine, target)
+    try:
+        started = time.perf_counter_ns()
+        event = query_engine.lookup(ns, entity_id)
+        elapsed_ms = (time.perf_counter_ns() - started) / 1e6
+    finally:
+        query_engine.close()
+    if as_json:
+        _emit_json(
+            {
+                "engine": engine,
+                "elapsed_ms": elapsed_ms,
+                "found": event is not None,
+                "event": None if event is None else _event_document(event, True),
+            }
+        )
+    elif event is None:
+        err.print(f"not found: {ns} / {entity_id} ({elapsed_ms:.1f} ms on {engine})", markup=False)
+    else:
+        state = " (deleted)" if event.type == "delete" else ""
+        err.print(
+            f"{ns} / {entity_id}{state}: version {event.version}, {elapsed_ms:.1f} ms on {engine}",
+            markup=False,
+        )
+        out.print_json(data=_event_document(event, full))
+    if event is None:
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    count: Annotated[int, typer.Option("--count", min=1, help="Events in the generated dataset.")] = 2_000,
+    avg_size_kb: Annotated[float, typer.Option("--avg-size-kb", min=0.0)] = 225.0,
+    seed: Annotated[int, typer.Option("--seed")] = 42,
+    samples: Annotated[
+        int, typer.Option("--samples", min=1, help="Timed lookups per key distribution.")
+    ] = 300,
+    missing_samples: Annotated[int, typer.Option("--missing-samples", min=1)] = 100,
+    warmup: Annotated[int, typer.Option("--warmup", min=0)] = 30,
+    judge: Annotated[
+        str, typer.Option("--judge", help="Statistic compared to thresholds: p50|p95|p99|max")
+    ] = "p95",
+    engine: Annotated[str, typer.Option("--engine")] = "lake-sql",
+    results_dir: Annotated[Path, typer.Option("--results-dir")] = Path("results"),
+    lake: LakeOpt = DEFAULT_LAKE,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The main job: dataset into the lake, real direct-lookup timings, thresholds, the architecture pick."""
+    from lakebench.benchmark.job import RunOptions, run_job
+    from lakebench.generate.synthetic import GeneratorSpec
+
+    options = RunOptions(
+        spec=GeneratorSpec(count=count, avg_size_kb=avg_size_kb, seed=seed),
+        engine=engine,
+        samples=samples,
+        missing_samples=missing_samples,
+        warmup=warmup,
+        judge=judge,
+        results_dir=results_dir,
+    )
+    with RichProgress(enabled=not as_json) as progress:
+        result, path = run_job(_settings(lake, catalog), options, progress)
+    if as_json:
+        sys.stdout.write(result.to_json() + "\n")
+        return
+    d = result.dataset
+    out.print(
+        f"dataset {d.source}: {d.events:,} events, {d.entities:,} entities, {_mb(d.raw_bytes)} raw, "
+        f"{_mb(d.parquet_bytes)} Parquet in {d.files} files{' (reused)' if d.reused else ''}"
+    )
+    first = result.benchmarks[0]
+    table = Table(
+        title=f"direct lookup, ms — {first.engine} on {result.lake['url']}; "
+        f"pass = {first.judged_by} < {first.threshold_ms:.0f} ms and no wrong answer"
+    )
+    table.add_column("benchmark", no_wrap=True)
+    for column in ("n", "p50", "p95", "p99", "max"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    for b in result.benchmarks:
+        verdict = "[green]pass[/]" if b.passed else "[red]FAIL[/]"
+        if b.errors:
+            verdict += f" ({b.errors} wrong)"
+        table.add_row(
+            b.name,
+            str(len(b.samples_ms)),
+            f"{b.p50_ms:.2f}",
+            f"{b.p95_ms:.2f}",
+            f"{b.p99_ms:.2f}",
+            f"{b.max_ms:.2f}",
+            verdict,
+        )
+    out.print(table)
+    out.print(f"[bold]decision: {result.decision.name}[/]")
+    out.print(f"because {result.decision.reason}", markup=False)
+    out.print(f"results with every sample: {path}", markup=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except TransientError as exc:
+        err.print(f"error (transient, retry later): {exc}", markup=False)
+        sys.exit(75)
+    except LakebenchError as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

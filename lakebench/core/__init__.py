@@ -1,0 +1,1 @@
+"""The small core every stage shares: the event model, settings and errors."""

@@ -1,0 +1,238 @@
+"""Turn untrusted records into events, reporting every problem with its field path.
+
+Validation never stops at the first problem: a record gets the full list, so one round trip is
+enough to fix it. A batch gets one result per record (``validate_batch``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lakebench.core.ids import new_event_id, normalise_ulid
+from lakebench.core.models import EVENT_TYPES, Event, EventType, Limits
+
+# A host-like namespace: DNS labels of letters, digits and hyphens (underscores tolerated), dot-separated.
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_NAMESPACE_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+_KNOWN = frozenset(
+    ("event_id", "entity_ns", "entity_id", "ts", "type", "title", "body", "version", "attributes")
+)
+_MIN_TS = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_TS = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with one record: where (a field path) and what."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A record that was not accepted: its position in the input and every problem found."""
+
+    position: int  # 1-based line number for line-oriented inputs, else the record index
+    problems: tuple[Problem, ...]
+    unit: str = "line"
+
+    def __str__(self) -> str:
+        details = "; ".join(str(p) for p in self.problems)
+        return f"{self.unit} {self.position}: {details}"
+
+
+@dataclass(slots=True)
+class BatchResult:
+    accepted: list[Event] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+def _utf8_len(value: str, path: str, problems: list[Problem]) -> int | None:
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        problems.append(Problem(path, f"is not valid Unicode (lone surrogate at character {exc.start})"))
+        return None
+
+
+def _text(
+    raw: Mapping[str, Any], name: str, problems: list[Problem], *, required: bool, max_bytes: int
+) -> str | None:
+    if name not in raw or raw[name] is None:
+        if required:
+            problems.append(Problem(name, "required field is missing"))
+        return None
+    value = raw[name]
+    if not isinstance(value, str):
+        problems.append(Problem(name, f"must be a string, got {_type_name(value)}"))
+        return None
+    size = _utf8_len(value, name, problems)
+    if size is not None and size > max_bytes:
+        problems.append(Problem(name, f"is {size:,} bytes, over the limit of {max_bytes:,} bytes"))
+        return None
+    return value
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def parse_timestamp(value: object) -> datetime | str:
+    """A UTC datetime from an ISO-8601 string or epoch seconds; a message string when invalid."""
+    if isinstance(value, bool) or value is None:
+        return f"must be an ISO-8601 timestamp or epoch seconds, got {_type_name(value)}"
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            return "must be a finite number of epoch seconds"
+        try:
+            parsed = datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return f"epoch seconds {value} is out of range"
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return f"{value!r} is not an ISO-8601 timestamp (e.g. 2025-10-04T12:00:00Z)"
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    else:
+        return f"must be an ISO-8601 timestamp or epoch seconds, got {_type_name(value)}"
+    if not _MIN_TS <= parsed <= _MAX_TS:
+        return f"{parsed.isoformat()} is outside 1970-01-01..9999-12-31"
+    return parsed
+
+
+def parse_event(raw: object, limits: Limits = Limits()) -> Event | list[Problem]:
+    """Validate one record; an Event, or every problem found in it."""
+    if not isinstance(raw, Mapping):
+        return [Problem("(record)", f"must be a JSON object, got {_type_name(raw)}")]
+    problems: list[Problem] = []
+    unknown = sorted(str(k) for k in raw if k not in _KNOWN)
+    for name in unknown:
+        problems.append(Problem(name, "unknown field (free-form data belongs under 'attributes')"))
+
+    event_id: str | None = None
+    raw_id = raw.get("event_id")
+    if raw_id is not None:
+        if not isinstance(raw_id, str):
+            problems.append(Problem("event_id", f"must be a ULID string, got {_type_name(raw_id)}"))
+        elif (event_id := normalise_ulid(raw_id)) is None:
+            problems.append(Problem("event_id", f"{raw_id[:40]!r} is not a ULID (26 Crockford base32 chars)"))
+
+    namespace = _text(raw, "entity_ns", problems, required=True, max_bytes=253)
+    if namespace is not None:
+        namespace = namespace.strip().lower()
+        if not _NAMESPACE_RE.match(namespace):
+            problems.append(
+                Problem("entity_ns", f"{namespace[:60]!r} is not host-like (e.g. 'en.wikipedia.org')")
+            )
+    entity_id = _text(raw, "entity_id", problems, required=True, max_bytes=limits.max_entity_id_bytes)
+    if entity_id is not None and (entity_id == "" or entity_id.isspace()):
+        problems.append(Problem("entity_id", "must not be empty"))
+    elif entity_id is not None and "\x00" in entity_id:
+        problems.append(Problem("entity_id", "must not contain NUL characters"))
+
+    ts: datetime | None = None
+    if raw.get("ts") is None:
+        problems.append(Problem("ts", "required field is missing"))
+    else:
+        parsed = parse_timestamp(raw["ts"])
+        if isinstance(parsed, str):
+            problems.append(Problem("ts", parsed))
+        else:
+            ts = parsed
+
+    event_type: EventType = "update"
+    raw_type = raw.get("type")
+    if raw_type is not None:
+        if raw_type in EVENT_TYPES:
+            event_type = raw_type
+        else:
+            problems.append(Problem("type", f"must be one of {', '.join(EVENT_TYPES)}, got {raw_type!r}"))
+
+    title = _text(raw, "title", problems, required=False, max_bytes=limits.max_title_bytes)
+    body = _text(raw, "body", problems, required=False, max_bytes=limits.max_body_bytes)
+
+    version = 1
+    raw_version = raw.get("version")
+    if raw_version is not None:
+        if isinstance(raw_version, bool) or not isinstance(raw_version, int):
+            problems.append(Problem("version", f"must be an integer, got {_type_name(raw_version)}"))
+        elif not 0 <= raw_version < 2**63:
+            problems.append(Problem("version", f"must be between 0 and 2^63-1, got {raw_version}"))
+        else:
+            version = raw_version
+
+    attributes: dict[str, Any] = {}
+    raw_attributes = raw.get("attributes")
+    if raw_attributes is not None:
+        if not isinstance(raw_attributes, dict):
+            problems.append(Problem("attributes", f"must be an object, got {_type_name(raw_attributes)}"))
+        else:
+            try:
+                encoded = json.dumps(raw_attributes, ensure_ascii=False, allow_nan=False).encode("utf-8")
+            except (ValueError, TypeError, UnicodeEncodeError) as exc:
+                problems.append(Problem("attributes", f"is not JSON-serialisable: {exc}"))
+            else:
+                if len(encoded) > limits.max_attributes_bytes:
+                    problems.append(
+                        Problem(
+                            "attributes",
+                            f"is {len(encoded):,} bytes as JSON, over the limit of "
+                            f"{limits.max_attributes_bytes:,} bytes",
+                        )
+                    )
+                else:
+                    attributes = raw_attributes
+
+    if problems or namespace is None or entity_id is None or ts is None:
+        return problems
+    return Event(
+        event_id=event_id or new_event_id(ts),
+        entity_ns=namespace,
+        entity_id=entity_id,
+        ts=ts,
+        type=event_type,
+        title=title,
+        body=body,
+        version=version,
+        attributes=attributes,
+    )
+
+
+def validate_batch(
+    records: Iterable[object], limits: Limits = Limits(), *, unit: str = "record"
+) -> BatchResult:
+    """One result per record: accepted events in order, rejections with their 1-based position."""
+    result = BatchResult()
+    for position, raw in enumerate(records, start=1):
+        parsed = parse_event(raw, limits)
+        if isinstance(parsed, Event):
+            result.accepted.append(parsed)
+        else:
+            result.rejected.append(Rejection(position, tuple(parsed), unit))
+    return result

@@ -1,0 +1,1 @@
+"""Turning measured figures into an architecture choice."""

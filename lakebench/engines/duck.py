@@ -1,0 +1,62 @@
+"""DuckDB connections that can read Iceberg on a folder or an S3-protocol bucket, offline.
+
+The extensions come from the ``duckdb-extension-*`` wheels and are loaded by file path (DuckDB
+cannot download them here); ``avro`` must be loaded before ``iceberg``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import duckdb
+
+from lakebench.core.config import Settings
+from lakebench.core.errors import ConfigError
+
+EXTENSIONS = ("httpfs", "avro", "iceberg")
+
+
+def extension_path(name: str) -> Path:
+    spec = importlib.util.find_spec(f"duckdb_extension_{name}")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            f"DuckDB extension {name!r} is not installed; "
+            f"pip install 'duckdb-extension-{name}=={duckdb.__version__}'"
+        )
+    root = Path(next(iter(spec.submodule_search_locations)))
+    found = sorted(root.glob(f"extensions/*/{name}.duckdb_extension"))
+    if not found:
+        raise ConfigError(f"no {name}.duckdb_extension file under {root}")
+    return found[-1]
+
+
+def sql_literal(value: str) -> str:
+    """Quote a trusted setting (a path, an endpoint) as a SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(
+        config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
+    )
+    for name in EXTENSIONS:
+        con.execute(f"LOAD {sql_literal(str(extension_path(name)))}")
+    if settings.lake_url.startswith("s3://"):
+        s3 = settings.s3
+        options = ["TYPE s3", f"REGION {sql_literal(s3.region)}"]
+        if s3.access_key_id and s3.secret_access_key:
+            options += [
+                f"KEY_ID {sql_literal(s3.access_key_id)}",
+                f"SECRET {sql_literal(s3.secret_access_key)}",
+            ]
+        if s3.endpoint:
+            parts = urlsplit(s3.endpoint if "://" in s3.endpoint else f"https://{s3.endpoint}")
+            options += [
+                f"ENDPOINT {sql_literal(parts.netloc)}",
+                "URL_STYLE 'path'",
+                f"USE_SSL {'true' if parts.scheme == 'https' else 'false'}",
+            ]
+        con.execute(f"CREATE OR REPLACE SECRET lakebench_s3 ({', '.join(options)})")
+    return con

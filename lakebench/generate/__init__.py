@@ -1,0 +1,1 @@
+"""Sources of events: a deterministic synthetic generator and importers of real data files."""

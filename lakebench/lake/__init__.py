@@ -1,0 +1,1 @@
+"""The lake: Parquet files under ``events/`` committed to an Apache Iceberg table."""

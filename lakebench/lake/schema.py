@@ -1,0 +1,112 @@
+"""The events table: its Iceberg schema, its Arrow twin (with field ids), and row conversions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.schema import Schema
+from pyiceberg.table.sorting import SortField, SortOrder
+from pyiceberg.transforms import IdentityTransform
+from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
+
+from lakebench.core.models import FIELDS, Event
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NAMESPACE = "lakebench"
+TABLE = "events"
+IDENTIFIER = f"{NAMESPACE}.{TABLE}"
+KEY_COLUMNS = ("entity_ns", "entity_id", "ts")
+
+SCHEMA = Schema(
+    NestedField(1, "event_id", StringType(), required=True),
+    NestedField(2, "entity_ns", StringType(), required=True),
+    NestedField(3, "entity_id", StringType(), required=True),
+    NestedField(4, "ts", TimestamptzType(), required=True),
+    NestedField(5, "type", StringType(), required=True),
+    NestedField(6, "title", StringType(), required=False),
+    NestedField(7, "body", StringType(), required=False),
+    NestedField(8, "version", LongType(), required=True),
+    NestedField(9, "attributes", StringType(), required=False, doc="free-form JSON object, as text"),
+)
+SORT_ORDER = SortOrder(*(SortField(source_id=i, transform=IdentityTransform()) for i in (2, 3, 4)))
+
+# Parquet field ids let every Iceberg reader (DuckDB, Spark, pyiceberg) resolve columns by id.
+ARROW_SCHEMA = pa.schema(
+    [
+        pa.field(f.name, t, nullable=not f.required, metadata={b"PARQUET:field_id": str(f.field_id).encode()})
+        for f, t in zip(
+            SCHEMA.fields,
+            [
+                pa.large_string(),
+                pa.large_string(),
+                pa.large_string(),
+                pa.timestamp("us", tz="UTC"),
+                pa.large_string(),
+                pa.large_string(),
+                pa.large_string(),
+                pa.int64(),
+                pa.large_string(),
+            ],
+            strict=True,
+        )
+    ]
+)
+assert tuple(ARROW_SCHEMA.names) == FIELDS
+
+
+def events_to_arrow(events: Sequence[Event]) -> pa.Table:
+    """Columnar copy of the events, in the table's schema (unsorted)."""
+    columns = [
+        pa.array([e.event_id for e in events], pa.large_string()),
+        pa.array([e.entity_ns for e in events], pa.large_string()),
+        pa.array([e.entity_id for e in events], pa.large_string()),
+        pa.array([e.ts for e in events], pa.timestamp("us", tz="UTC")),
+        pa.array([e.type for e in events], pa.large_string()),
+        pa.array([e.title for e in events], pa.large_string()),
+        pa.array([e.body for e in events], pa.large_string()),
+        pa.array([e.version for e in events], pa.int64()),
+        pa.array(
+            [json.dumps(e.attributes, ensure_ascii=False) if e.attributes else None for e in events],
+            pa.large_string(),
+        ),
+    ]
+    return pa.Table.from_arrays(columns, schema=ARROW_SCHEMA)
+
+
+def sort_for_lookup(table: pa.Table) -> pa.Table:
+    """Sort by (entity_ns, entity_id, ts, event_id): a key's versions sit together, oldest first."""
+    if table.num_rows <= 1:
+        return table
+    order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in (*KEY_COLUMNS, "event_id")])
+    return table.take(order)
+
+
+def row_to_event(row: Sequence[Any] | dict[str, Any]) -> Event:
+    """An Event from a result row in FIELDS order (tuple) or a mapping of column names."""
+    values = row if isinstance(row, dict) else dict(zip(FIELDS, row, strict=True))
+    ts = values["ts"]
+    if isinstance(ts, int):  # epoch microseconds
+        ts = _EPOCH + timedelta(microseconds=ts)
+    elif isinstance(ts, datetime):
+        ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    attributes = values["attributes"]
+    return Event(
+        event_id=values["event_id"],
+        entity_ns=values["entity_ns"],
+        entity_id=values["entity_id"],
+        ts=ts,
+        type=values["type"],
+        title=values["title"],
+        body=values["body"],
+        version=int(values["version"]),
+        attributes=json.loads(attributes) if attributes else {},
+    )
+
+
+def arrow_to_events(table: pa.Table) -> list[Event]:
+    return [row_to_event(r) for r in table.select(list(FIELDS)).to_pylist()]

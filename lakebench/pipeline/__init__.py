@@ -1,0 +1,1 @@
+"""The ingest pipeline: validate, batch, and write events into the lake."""
