@@ -32,9 +32,7 @@ app = typer.Typer(
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
-LakeOpt = Annotated[
-    str, typer.Option("--lake", envvar="LAKEBENCH_LAKE", help="Lake folder or s3://bucket/prefix.")
-]
+LakeOpt = Annotated[str, typer.Option("--lake", envvar="LAKEBENCH_LAKE", help="Lake folder or s3://bucket/prefix.")]
 CatalogOpt = Annotated[
     str | None,
     typer.Option(
@@ -57,7 +55,7 @@ class RichProgress:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=err,
-            disable=not enabled,
+            disable=not (enabled and err.is_terminal),  # no bar frames in logs and pipes
         )
         self._task: TaskID | None = None
 
@@ -94,13 +92,9 @@ def _mb(n: int | None) -> str:
 @app.command()
 def generate(
     count: Annotated[int, typer.Option("--count", min=0, help="Number of events.")] = 2_000,
-    avg_size_kb: Annotated[
-        float, typer.Option("--avg-size-kb", min=0.0, help="Average body size (KB).")
-    ] = 225.0,
+    avg_size_kb: Annotated[float, typer.Option("--avg-size-kb", min=0.0, help="Average body size (KB).")] = 225.0,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same events.")] = 42,
-    output: Annotated[
-        Path | None, typer.Option("--out", help="Write NDJSON here instead of the lake.")
-    ] = None,
+    output: Annotated[Path | None, typer.Option("--out", help="Write NDJSON here instead of the lake.")] = None,
     lake: LakeOpt = DEFAULT_LAKE,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
@@ -151,12 +145,12 @@ def generate(
 
 
 def _report_rejections(source: str, rejected: list[Any], max_errors: int) -> None:
+    # Plain lines, never wrapped: one rejection per line, 'FILE: line N: field: problem', grep-able.
     for rejection in rejected[:max_errors]:
-        err.print(f"{source}: {rejection}", markup=False, highlight=False)
+        sys.stderr.write(f"{source}: {rejection}\n")
     if len(rejected) > max_errors:
-        err.print(
-            f"{source}: … and {len(rejected) - max_errors:,} more rejected records (raise --max-errors)"
-        )
+        more = len(rejected) - max_errors
+        sys.stderr.write(f"{source}: … and {more:,} more rejected records (raise --max-errors)\n")
 
 
 def _ingest_document(report: Any) -> dict[str, Any]:
@@ -191,9 +185,7 @@ def ingest(
     target = Lake(_settings(lake, catalog))
     with RichProgress(enabled=not as_json) as progress:
         progress.start(f"ingesting {path}", None)
-        report = ingest_file(
-            target, path, fmt, limits=Limits(max_body_bytes=max_body_bytes), progress=progress.advance
-        )
+        report = ingest_file(target, path, fmt, limits=Limits(max_body_bytes=max_body_bytes), progress=progress.advance)
     write = report.write
     if as_json:
         document = _ingest_document(report)
@@ -210,8 +202,7 @@ def ingest(
             err.print(f"{path}: input stopped being readable: {report.input_error}", markup=False)
         files = len(write.files) if write else 0
         out.print(
-            f"{report.accepted:,} events written to {target.url} in {files} file(s); "
-            f"{len(report.rejected):,} rejected"
+            f"{report.accepted:,} events written to {target.url} in {files} file(s); {len(report.rejected):,} rejected"
         )
     if not report.ok:
         raise typer.Exit(1)
@@ -305,14 +296,10 @@ def run(
     count: Annotated[int, typer.Option("--count", min=1, help="Events in the generated dataset.")] = 2_000,
     avg_size_kb: Annotated[float, typer.Option("--avg-size-kb", min=0.0)] = 225.0,
     seed: Annotated[int, typer.Option("--seed")] = 42,
-    samples: Annotated[
-        int, typer.Option("--samples", min=1, help="Timed lookups per key distribution.")
-    ] = 300,
+    samples: Annotated[int, typer.Option("--samples", min=1, help="Timed lookups per key distribution.")] = 300,
     missing_samples: Annotated[int, typer.Option("--missing-samples", min=1)] = 100,
     warmup: Annotated[int, typer.Option("--warmup", min=0)] = 30,
-    judge: Annotated[
-        str, typer.Option("--judge", help="Statistic compared to thresholds: p50|p95|p99|max")
-    ] = "p95",
+    judge: Annotated[str, typer.Option("--judge", help="Statistic compared to thresholds: p50|p95|p99|max")] = "p95",
     engine: Annotated[str, typer.Option("--engine")] = "lake-sql",
     results_dir: Annotated[Path, typer.Option("--results-dir")] = Path("results"),
     lake: LakeOpt = DEFAULT_LAKE,

@@ -52,9 +52,7 @@ class RunOptions:
     results_dir: Path = Path("results")
 
 
-def ensure_dataset(
-    lake: Lake, spec: GeneratorSpec, progress: Progress
-) -> tuple[bool, int | None, float | None]:
+def ensure_dataset(lake: Lake, spec: GeneratorSpec, progress: Progress) -> tuple[bool, int | None, float | None]:
     """Write the generated dataset unless a snapshot already holds it; (reused, raw bytes, write seconds)."""
     table = lake.table()
     for snapshot in table.snapshots():
@@ -94,9 +92,7 @@ def _dataset(
     )
 
 
-def run_job(
-    settings: Settings, options: RunOptions, progress: Progress | None = None
-) -> tuple[RunResult, Path]:
+def run_job(settings: Settings, options: RunOptions, progress: Progress | None = None) -> tuple[RunResult, Path]:
     if options.judge not in JUDGES:
         raise TerminalError(f"--judge must be one of {', '.join(JUDGES)}, got {options.judge!r}")
     progress = progress or NoProgress()

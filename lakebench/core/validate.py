@@ -20,9 +20,7 @@ from lakebench.core.models import EVENT_TYPES, Event, EventType, Limits
 # A host-like namespace: DNS labels of letters, digits and hyphens (underscores tolerated), dot-separated.
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 _NAMESPACE_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
-_KNOWN = frozenset(
-    ("event_id", "entity_ns", "entity_id", "ts", "type", "title", "body", "version", "attributes")
-)
+_KNOWN = frozenset(("event_id", "entity_ns", "entity_id", "ts", "type", "title", "body", "version", "attributes"))
 _MIN_TS = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_TS = datetime(9999, 12, 31, tzinfo=UTC)
 
@@ -65,9 +63,7 @@ def _utf8_len(value: str, path: str, problems: list[Problem]) -> int | None:
         return None
 
 
-def _text(
-    raw: Mapping[str, Any], name: str, problems: list[Problem], *, required: bool, max_bytes: int
-) -> str | None:
+def _text(raw: Mapping[str, Any], name: str, problems: list[Problem], *, required: bool, max_bytes: int) -> str | None:
     if name not in raw or raw[name] is None:
         if required:
             problems.append(Problem(name, "required field is missing"))
@@ -147,9 +143,7 @@ def parse_event(raw: object, limits: Limits = Limits()) -> Event | list[Problem]
     if namespace is not None:
         namespace = namespace.strip().lower()
         if not _NAMESPACE_RE.match(namespace):
-            problems.append(
-                Problem("entity_ns", f"{namespace[:60]!r} is not host-like (e.g. 'en.wikipedia.org')")
-            )
+            problems.append(Problem("entity_ns", f"{namespace[:60]!r} is not host-like (e.g. 'en.wikipedia.org')"))
     entity_id = _text(raw, "entity_id", problems, required=True, max_bytes=limits.max_entity_id_bytes)
     if entity_id is not None and (entity_id == "" or entity_id.isspace()):
         problems.append(Problem("entity_id", "must not be empty"))
@@ -224,9 +218,7 @@ def parse_event(raw: object, limits: Limits = Limits()) -> Event | list[Problem]
     )
 
 
-def validate_batch(
-    records: Iterable[object], limits: Limits = Limits(), *, unit: str = "record"
-) -> BatchResult:
+def validate_batch(records: Iterable[object], limits: Limits = Limits(), *, unit: str = "record") -> BatchResult:
     """One result per record: accepted events in order, rejections with their 1-based position."""
     result = BatchResult()
     for position, raw in enumerate(records, start=1):

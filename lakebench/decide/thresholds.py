@@ -29,9 +29,7 @@ class Decision:
     reason: str
 
 
-def decide(
-    lookup_ms: float, *, lookup_label: str, search_ms: float | None = None, search_label: str = ""
-) -> Decision:
+def decide(lookup_ms: float, *, lookup_label: str, search_ms: float | None = None, search_label: str = "") -> Decision:
     """Pick an option from the judged direct-lookup latency (and full-text search latency when measured)."""
     notes: list[str] = []
     if search_ms is None:

@@ -22,8 +22,7 @@ def extension_path(name: str) -> Path:
     spec = importlib.util.find_spec(f"duckdb_extension_{name}")
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
-            f"DuckDB extension {name!r} is not installed; "
-            f"pip install 'duckdb-extension-{name}=={duckdb.__version__}'"
+            f"DuckDB extension {name!r} is not installed; pip install 'duckdb-extension-{name}=={duckdb.__version__}'"
         )
     root = Path(next(iter(spec.submodule_search_locations)))
     found = sorted(root.glob(f"extensions/*/{name}.duckdb_extension"))
@@ -38,9 +37,7 @@ def sql_literal(value: str) -> str:
 
 
 def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(
-        config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
-    )
+    con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
     for name in EXTENSIONS:
         con.execute(f"LOAD {sql_literal(str(extension_path(name)))}")
     if settings.lake_url.startswith("s3://"):

@@ -63,9 +63,7 @@ class _Ids:
     def make(self, ns: str) -> str:
         rng = self._rng
         if ns == "ja.wikipedia.org":
-            candidate = "".join(
-                _KANA[int(i)] for i in rng.integers(0, len(_KANA), size=int(rng.integers(2, 7)))
-            )
+            candidate = "".join(_KANA[int(i)] for i in rng.integers(0, len(_KANA), size=int(rng.integers(2, 7))))
         elif ns.endswith("wikipedia.org"):
             candidate = " ".join(w.capitalize() for w in self._words(int(rng.integers(1, 4))))
             if rng.random() < 0.06:
@@ -98,9 +96,7 @@ def generate(spec: GeneratorSpec) -> Iterator[Event]:
     ns_weights = np.array([w for _, w in NAMESPACES])
     entity_ns = rng.choice(len(ns_names), size=n_entities, p=ns_weights / ns_weights.sum())
     entity_ns[0] = 0
-    keys: list[tuple[str, str]] = [
-        ("en.wikipedia.org", "TypeScript")
-    ]  # the seed's example is the most popular
+    keys: list[tuple[str, str]] = [("en.wikipedia.org", "TypeScript")]  # the seed's example is the most popular
     ids._seen.add(keys[0])
     keys += [(ns_names[i], ids.make(ns_names[i])) for i in entity_ns[1:].tolist()]
 

@@ -61,6 +61,11 @@ class _Validated:
             report.input_error = str(exc)
 
 
+def _check_readable(path: Path | str) -> None:
+    if str(path) != "-" and not Path(path).is_file():
+        raise InputError(f"input file {path} does not exist or is not a file")
+
+
 def ingest_file(
     lake: Lake,
     path: Path | str,
@@ -70,6 +75,7 @@ def ingest_file(
     writer: LakeWriter | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
+    _check_readable(path)
     report = IngestReport(source=str(path), format=fmt)
     events = _Validated(read_records(path, fmt), limits, report)
     report.write = (writer or LakeWriter(lake)).write(
@@ -87,13 +93,12 @@ def convert_file(
     options: ParquetOptions = ParquetOptions(),
 ) -> IngestReport:
     """NDJSON (or any importer format) -> one key-sorted Parquet file at a path or object URL."""
+    _check_readable(source)
     report = IngestReport(source=str(source), format=fmt)
     events = list(_Validated(read_records(source, fmt), limits, report))
     parent, _, name = target.rstrip("/").rpartition("/")
     if not name.endswith(".parquet"):
-        report.rejected.append(
-            Rejection(0, (Problem("OUT", f"{target!r} must end in .parquet"),), "argument")
-        )
+        report.rejected.append(Rejection(0, (Problem("OUT", f"{target!r} must end in .parquet"),), "argument"))
         return report
     store = open_store(parent or ".")
     staging = store.staging_path(".parquet")

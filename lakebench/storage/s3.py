@@ -134,9 +134,7 @@ class S3Store:
         return True
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        full_prefix = (
-            join_key(self._prefix, prefix) if prefix else (f"{self._prefix}/" if self._prefix else "")
-        )
+        full_prefix = join_key(self._prefix, prefix) if prefix else (f"{self._prefix}/" if self._prefix else "")
         if prefix.endswith("/") and not full_prefix.endswith("/"):
             full_prefix += "/"
         strip = len(self._prefix) + 1 if self._prefix else 0

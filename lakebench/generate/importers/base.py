@@ -39,18 +39,19 @@ def open_input(path: Path | str) -> BinaryIO:
         return sys.stdin.buffer
     p = Path(path)
     try:
-        raw = p.open("rb")
+        with p.open("rb") as sniff:
+            magic = sniff.read(3)
+        if magic[:2] == b"\x1f\x8b":
+            return gzip.open(p, "rb")  # type: ignore[return-value]
+        if magic == b"BZh":
+            return bz2.open(p, "rb")  # type: ignore[return-value]
+        return p.open("rb")
     except FileNotFoundError:
         raise InputError(f"input file {p} does not exist") from None
+    except IsADirectoryError:
+        raise InputError(f"input {p} is a folder, not a file") from None
     except OSError as exc:
         raise InputError(f"cannot read input file {p}: {exc.strerror}") from None
-    magic = raw.read(3)
-    raw.seek(0)
-    if magic[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    if magic == b"BZh":
-        return bz2.BZ2File(raw, mode="rb")  # type: ignore[return-value]
-    return raw
 
 
 def json_lines(path: Path | str) -> Iterator[tuple[int, Any | Problem]]:
@@ -78,9 +79,7 @@ def json_lines(path: Path | str) -> Iterator[tuple[int, Any | Problem]]:
             stream.close()
 
 
-def map_json_lines(
-    path: Path | str, mapper: Callable[[dict[str, Any]], dict[str, Any]]
-) -> Iterator[SourceRecord]:
+def map_json_lines(path: Path | str, mapper: Callable[[dict[str, Any]], dict[str, Any]]) -> Iterator[SourceRecord]:
     for lineno, value in json_lines(path):
         if isinstance(value, Problem):
             yield SourceRecord(lineno, None, (value,))

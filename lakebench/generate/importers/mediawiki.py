@@ -39,9 +39,7 @@ def _child(elem: ET.Element, name: str) -> ET.Element | None:
 def _page_records(page: ET.Element, host: str, position: int) -> Iterator[SourceRecord]:
     title = _child_text(page, "title")
     if not title:
-        yield SourceRecord(
-            position, None, (Problem("page.title", "required source field is missing"),), "page"
-        )
+        yield SourceRecord(position, None, (Problem("page.title", "required source field is missing"),), "page")
         return
     redirect = _child(page, "redirect")
     revisions = [c for c in page if _local(c.tag) == "revision"]

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Lake writer throughput beside a bare pyarrow write of the same rows, measured in the same run.
+
+    python bench/ingest.py [--events N] [--avg-size-kb K] [--repeat R] [--json]
+
+Both sides start from the same in-memory events and convert them to Arrow the same way; the lake
+writer then sorts by key, writes lookup-sized row groups, publishes the file and commits it to
+Iceberg; the bare side calls ``pyarrow.parquet.write_table`` (zstd, pyarrow defaults otherwise).
+Runs alternate (lake, bare, lake, bare, ...) so machine noise hits both; medians are reported.
+Target: lake/bare ratio >= 0.8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from lakebench.core.config import Settings
+from lakebench.generate.synthetic import GeneratorSpec, generate
+from lakebench.lake.catalog import Lake
+from lakebench.lake.schema import events_to_arrow
+from lakebench.lake.writer import LakeWriter
+
+TARGET_RATIO = 0.8
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=2_000, help="events per write (size option)")
+    parser.add_argument("--avg-size-kb", type=float, default=225.0)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    args = parser.parse_args()
+
+    events = list(generate(GeneratorSpec(count=args.events, avg_size_kb=args.avg_size_kb, seed=11)))
+    raw_bytes = sum(e.size_bytes() for e in events)
+    lake_s: list[float] = []
+    bare_s: list[float] = []
+    parquet_bytes = {"lake": 0, "bare": 0}
+    work = Path(tempfile.mkdtemp(prefix="lakebench-bench-"))
+    try:
+        for i in range(args.repeat):
+            lake = Lake(Settings(lake=str(work / f"lake-{i}")))
+            lake.table()  # table creation is setup, not ingest
+            started = time.perf_counter()
+            result = LakeWriter(lake).write(events)
+            lake_s.append(time.perf_counter() - started)
+            parquet_bytes["lake"] = result.parquet_bytes
+
+            target = work / f"bare-{i}.parquet"
+            started = time.perf_counter()
+            pq.write_table(events_to_arrow(events), target, compression="zstd")
+            bare_s.append(time.perf_counter() - started)
+            parquet_bytes["bare"] = target.stat().st_size
+            shutil.rmtree(work / f"lake-{i}")
+            target.unlink()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    lake_med, bare_med = statistics.median(lake_s), statistics.median(bare_s)
+    report = {
+        "bench": "ingest",
+        "events": len(events),
+        "raw_bytes": raw_bytes,
+        "repeat": args.repeat,
+        "lake_writer": {
+            "seconds": lake_s,
+            "median_s": lake_med,
+            "rows_per_s": len(events) / lake_med,
+            "mb_per_s": raw_bytes / 1e6 / lake_med,
+            "parquet_bytes": parquet_bytes["lake"],
+        },
+        "bare_pyarrow": {
+            "seconds": bare_s,
+            "median_s": bare_med,
+            "rows_per_s": len(events) / bare_med,
+            "mb_per_s": raw_bytes / 1e6 / bare_med,
+            "parquet_bytes": parquet_bytes["bare"],
+        },
+        "ratio_lake_to_bare": bare_med / lake_med,
+        "target_ratio": TARGET_RATIO,
+    }
+    report["meets_target"] = report["ratio_lake_to_bare"] >= TARGET_RATIO
+    w, b = report["lake_writer"], report["bare_pyarrow"]
+    print(f"{len(events):,} events, {raw_bytes / 1e6:,.1f} MB of event text, {args.repeat} alternating runs (medians)")
+    for label, side in (("lake writer ", w), ("bare pyarrow", b)):
+        print(
+            f"  {label}: {side['rows_per_s']:>10,.0f} rows/s {side['mb_per_s']:>8,.1f} MB/s"
+            f"  -> {side['parquet_bytes'] / 1e6:,.1f} MB Parquet"
+        )
+    print(f"  ratio lake/bare = {report['ratio_lake_to_bare']:.2f} (target >= {TARGET_RATIO})")
+    if args.json:
+        print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Shared fixtures: sample events, temporary lakes on a folder and on a real S3-protocol server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from lakebench.core.config import S3Settings, Settings
+from lakebench.core.models import Event
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real third-party files in ../shared/data (override with LAKEBENCH_SHARED_DATA)."""
+    path = Path(os.environ.get("LAKEBENCH_SHARED_DATA") or REPO.parent / "shared" / "data")
+    if not path.is_dir():
+        pytest.skip(f"real data folder {path} is absent; set LAKEBENCH_SHARED_DATA to run these tests")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-protocol server (moto) on loopback, started for this test session."""
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("moto S3 server did not start on loopback") from None
+            time.sleep(0.1)
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_settings(s3_endpoint: str, tmp_path: Path) -> Settings:
+    """A fresh bucket on the S3 server and a lake inside it; the catalog is SQLite in tmp_path."""
+    import boto3
+
+    s3 = S3Settings(endpoint=s3_endpoint, region="us-east-1", access_key_id="test", secret_access_key="test")
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    ).create_bucket(Bucket=bucket)
+    return Settings(lake=f"s3://{bucket}/lake", catalog=f"sqlite:///{tmp_path}/catalog.db", s3=s3)
+
+
+@pytest.fixture
+def local_settings(tmp_path: Path) -> Settings:
+    return Settings(lake=str(tmp_path / "lake"))
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def any_settings(request: pytest.FixtureRequest) -> Settings:
+    """The same behaviour test, on a folder and on the S3-protocol server."""
+    name = "local_settings" if request.param == "local" else "s3_settings"
+    settings: Settings = request.getfixturevalue(name)
+    return settings
+
+
+T0 = datetime(2025, 10, 4, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def make_event() -> Callable[..., Event]:
+    counter = iter(range(1_000_000))
+
+    def make(ns: str = "en.wikipedia.org", entity_id: str = "TypeScript", **fields: object) -> Event:
+        from lakebench.core.ids import new_event_id
+
+        n = next(counter)
+        ts = fields.pop("ts", T0 + timedelta(seconds=n))
+        assert isinstance(ts, datetime)
+        values: dict[str, object] = {
+            "event_id": new_event_id(ts),
+            "entity_ns": ns,
+            "entity_id": entity_id,
+            "ts": ts,
+            "type": "update",
+            "title": entity_id,
+            "body": f"body {n} of {entity_id}",
+            "version": n + 1,
+            "attributes": {"n": n},
+        }
+        values.update(fields)
+        return Event(**values)  # type: ignore[arg-type]
+
+    return make

@@ -1,0 +1,139 @@
+"""The command line, end to end, in process (typer's runner) and once as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from lakebench.benchmark.results import load_result
+from lakebench.cli import app
+
+runner = CliRunner()
+GOOD = '{"entity_ns": "en.wikipedia.org", "entity_id": "%s", "ts": "2025-10-04T12:00:00Z", "body": "text"}'
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_ingest_reports_each_bad_line_keeps_the_good_ones_and_fails(tmp_path: Path) -> None:
+    source = write_lines(
+        tmp_path / "mixed.ndjson",
+        [
+            GOOD % "First",
+            '{"entity_ns": "en.wikipedia.org", "entity_id": ',  # malformed JSON
+            '{"entity_ns": "en.wikipedia.org", "ts": "2025-10-04T12:00:00Z"}',  # missing entity_id
+            '{"entity_ns": "en.wikipedia.org", "entity_id": "X", "ts": "2025-10-04T12:00:00Z", "version": "2"}',
+            '{"entity_ns": "en.wikipedia.org", "entity_id": "Big", "ts": "2025-10-04T12:00:00Z", "body": "%s"}'
+            % ("x" * 2000),
+            "",
+            GOOD % "Second",
+        ],
+    )
+    lake = str(tmp_path / "lake")
+    result = runner.invoke(app, ["ingest", str(source), "--lake", lake, "--max-body-bytes", "1000"])
+    assert result.exit_code == 1
+    errors = result.stderr.splitlines()
+    assert f"{source}: line 2: (json): malformed JSON" in errors[0]
+    assert f"{source}: line 3: entity_id: required field is missing" == errors[1]
+    assert f"{source}: line 4: version: must be an integer, got string" == errors[2]
+    assert errors[3].startswith(f"{source}: line 5: body: is 2,000 bytes, over the limit of 1,000 bytes")
+    assert len(errors) == 4
+    assert "2 events written" in result.stdout
+
+    for entity_id in ("First", "Second"):
+        found = runner.invoke(app, ["lookup", "en.wikipedia.org", entity_id, "--lake", lake, "--json"])
+        assert found.exit_code == 0, found.output
+        assert json.loads(found.stdout)["event"]["entity_id"] == entity_id
+    missing = runner.invoke(app, ["lookup", "en.wikipedia.org", "Big", "--lake", lake, "--json"])
+    assert missing.exit_code == 1 and json.loads(missing.stdout)["found"] is False
+
+
+def test_ingest_json_report_lists_rejections(tmp_path: Path) -> None:
+    source = write_lines(tmp_path / "x.ndjson", [GOOD % "A", "[1, 2]"])
+    result = runner.invoke(app, ["ingest", str(source), "--lake", str(tmp_path / "lake"), "--json"])
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["accepted"] == 1
+    assert document["rejected"] == [
+        {"unit": "line", "position": 2, "problems": [{"field": "(record)", "message": "must be a JSON object"}]}
+    ]
+
+
+def test_clean_ingest_exits_zero(tmp_path: Path) -> None:
+    source = write_lines(tmp_path / "ok.ndjson", [GOOD % "A"])
+    assert runner.invoke(app, ["ingest", str(source), "--lake", str(tmp_path / "lake")]).exit_code == 0
+
+
+def test_convert_writes_sorted_parquet_and_reports_bad_lines(tmp_path: Path) -> None:
+    source = write_lines(tmp_path / "in.ndjson", [GOOD % "Zeta", "not json", GOOD % "Alpha"])
+    target = tmp_path / "out" / "events.parquet"
+    target.parent.mkdir()
+    result = runner.invoke(app, ["convert", str(source), str(target)])
+    assert result.exit_code == 1
+    assert "line 2: (json): malformed JSON" in result.stderr
+    table = pq.read_table(target)
+    assert table["entity_id"].to_pylist() == ["Alpha", "Zeta"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["events.parquet"]
+
+
+def test_generate_to_ndjson_then_ingest(tmp_path: Path) -> None:
+    out = tmp_path / "gen.ndjson"
+    result = runner.invoke(app, ["generate", "--count", "25", "--avg-size-kb", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text().splitlines()) == 25
+    ingest = runner.invoke(app, ["ingest", str(out), "--lake", str(tmp_path / "lake"), "--json"])
+    assert ingest.exit_code == 0 and json.loads(ingest.stdout)["accepted"] == 25
+
+
+def test_run_json_percentiles_recompute_from_raw_samples(tmp_path: Path) -> None:
+    args = ["run", "--count", "60", "--avg-size-kb", "2", "--samples", "40", "--missing-samples", "15"]
+    args += ["--warmup", "3", "--lake", str(tmp_path / "lake"), "--results-dir", str(tmp_path / "results"), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert {"environment", "dataset", "benchmarks", "decision"} <= document.keys()
+    assert [b["name"] for b in document["benchmarks"]] == ["lookup-zipf", "lookup-uniform", "lookup-missing"]
+    for bench in document["benchmarks"]:
+        samples = bench["samples_ms"]
+        assert len(samples) == (15 if bench["name"] == "lookup-missing" else 40)
+        p50, p95, p99 = np.percentile(samples, [50, 95, 99])
+        assert (bench["p50_ms"], bench["p95_ms"], bench["p99_ms"]) == (p50, p95, p99)
+        assert bench["max_ms"] == max(samples)
+        assert bench["errors"] == 0 and bench["threshold_ms"] == 500
+        assert bench["passed"] == (bench[f"{bench['judged_by']}_ms"] < 500)
+    assert document["decision"]["option"] in (1, 2, 3) and document["decision"]["reason"]
+    assert document["dataset"]["events"] == 60 and document["dataset"]["reused"] is False
+
+    files = list((tmp_path / "results").glob("*/*.json"))
+    assert len(files) == 1 and load_result(files[0]).model_dump(by_alias=True, mode="json") == document
+
+    again = runner.invoke(app, args)  # the second run reuses the dataset and writes a second file
+    assert again.exit_code == 0 and json.loads(again.stdout)["dataset"]["reused"] is True
+    assert len(list((tmp_path / "results").glob("*/*.json"))) == 2
+
+
+def test_lookup_on_a_lake_without_table_says_what_to_do(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lakebench.cli", "lookup", "en.wikipedia.org", "X", "--lake", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "no events table" in proc.stderr and "lakebench ingest" in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["ingest", "/no/such/file"], ["convert", "/no/such/file", "out.parquet"]])
+def test_missing_input_is_a_clear_error(tmp_path: Path, args: list[str]) -> None:
+    result = runner.invoke(app, [*args] + (["--lake", str(tmp_path / "l")] if args[0] == "ingest" else []))
+    assert result.exit_code != 0
+    assert "does not exist" in str(result.exception)
