@@ -53,13 +53,17 @@ class Event:
         return (self.entity_ns, self.entity_id)
 
     def size_bytes(self) -> int:
-        """Approximate payload size: the UTF-8 bytes of the text fields."""
+        """Payload size: the UTF-8 bytes of the text fields plus fixed-width fields."""
         n = len(self.event_id) + len(self.entity_ns.encode()) + len(self.entity_id.encode()) + 24
         if self.title:
             n += len(self.title.encode())
         if self.body:
             n += len(self.body.encode())
         return n
+
+    def approx_size(self) -> int:
+        """A cheap size estimate (characters, not bytes) for batching decisions."""
+        return 56 + len(self.entity_id) + len(self.title or "") + len(self.body or "")
 
     def to_json_dict(self) -> dict[str, Any]:
         return {

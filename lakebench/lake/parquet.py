@@ -9,7 +9,7 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakebench.lake.schema import sort_for_lookup
+from lakebench.lake.schema import sort_for_lookup, text_bytes
 
 # Statistics where they prune (keys, time, type); none for bodies, which would only bloat footers.
 STATS_COLUMNS = ["event_id", "entity_ns", "entity_id", "ts", "type", "version"]
@@ -57,4 +57,4 @@ def write_events_parquet(
         writer.write_table(ordered, row_group_size=group_rows)
     size = where.stat().st_size if isinstance(where, Path) else where.tell()
     groups = (ordered.num_rows + group_rows - 1) // group_rows
-    return FileStats(rows=ordered.num_rows, row_groups=groups, bytes=size, raw_bytes=ordered.nbytes)
+    return FileStats(rows=ordered.num_rows, row_groups=groups, bytes=size, raw_bytes=text_bytes(ordered))

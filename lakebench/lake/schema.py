@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.schema import Schema
@@ -70,20 +70,26 @@ def events_to_arrow(events: Sequence[Event]) -> pa.Table:
         pa.array([e.title for e in events], pa.large_string()),
         pa.array([e.body for e in events], pa.large_string()),
         pa.array([e.version for e in events], pa.int64()),
-        pa.array(
-            [json.dumps(e.attributes, ensure_ascii=False) if e.attributes else None for e in events],
-            pa.large_string(),
-        ),
+        pa.array([orjson.dumps(e.attributes).decode() if e.attributes else None for e in events], pa.large_string()),
     ]
     return pa.Table.from_arrays(columns, schema=ARROW_SCHEMA)
 
 
+def text_bytes(table: pa.Table) -> int:
+    """Event payload bytes: UTF-8 text of the id, key and text columns plus 16 fixed bytes (ts, version)."""
+    total = 16 * table.num_rows
+    for name in ("event_id", "entity_ns", "entity_id", "title", "body"):
+        total += pc.sum(pc.binary_length(table[name])).as_py() or 0
+    return int(total)
+
+
+def sort_indices(table: pa.Table) -> pa.Array:
+    """Row order by (entity_ns, entity_id, ts, event_id): a key's versions together, oldest first."""
+    return pc.sort_indices(table, sort_keys=[(c, "ascending") for c in (*KEY_COLUMNS, "event_id")])
+
+
 def sort_for_lookup(table: pa.Table) -> pa.Table:
-    """Sort by (entity_ns, entity_id, ts, event_id): a key's versions sit together, oldest first."""
-    if table.num_rows <= 1:
-        return table
-    order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in (*KEY_COLUMNS, "event_id")])
-    return table.take(order)
+    return table if table.num_rows <= 1 else table.take(sort_indices(table))
 
 
 def row_to_event(row: Sequence[Any] | dict[str, Any]) -> Event:
@@ -104,7 +110,7 @@ def row_to_event(row: Sequence[Any] | dict[str, Any]) -> Event:
         title=values["title"],
         body=values["body"],
         version=int(values["version"]),
-        attributes=json.loads(attributes) if attributes else {},
+        attributes=orjson.loads(attributes) if attributes else {},
     )
 
 

@@ -126,14 +126,22 @@ def test_engine_sees_new_commits_after_refresh(local_settings: Settings, make_ev
         engine.close()
 
 
-def test_uncommitted_files_are_invisible(local_settings: Settings, make_event: MakeEvent) -> None:
+def test_uncommitted_files_are_invisible(
+    local_settings: Settings, make_event: MakeEvent, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A crash after the Parquet file is published but before the commit leaves nothing visible."""
     lake = Lake(local_settings)
     LakeWriter(lake).write([make_event(entity_id="committed")])
-    writer = LakeWriter(lake)
-    orphan = writer._write_file([make_event(entity_id="orphan")])  # the commit never happens
-    assert lake.store.exists(orphan.key)
-    assert [e.entity_id for e in scan_all(lake)] == ["committed"]
+
+    def crash(*_: object) -> int:
+        raise RuntimeError("process died before the commit")
+
+    monkeypatch.setattr(LakeWriter, "_commit", crash)
+    with pytest.raises(RuntimeError):
+        LakeWriter(lake).write([make_event(entity_id="orphan")])
+    data_files = [o.key for o in lake.store.list("events/data/")]
+    assert len(data_files) == 2  # the orphan file is in the store...
+    assert [e.entity_id for e in scan_all(lake)] == ["committed"]  # ...but no reader sees it
     engine = LakeSqlEngine(lake)
     try:
         assert engine.lookup("en.wikipedia.org", "orphan") is None
