@@ -357,6 +357,149 @@ def run(
     out.print(f"results with every sample: {path}", markup=False)
 
 
+serve_app = typer.Typer(help="Run lakebench's HTTP services.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+dlq_app = typer.Typer(help="Read and re-submit rejected events (the dead-letter store).", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@serve_app.command("pipeline")
+def serve_pipeline(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8080,
+    token: Annotated[
+        str | None, typer.Option("--token", envvar="LAKEBENCH_TOKEN", help="Bearer token clients must send.")
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Serve without a token (loopback addresses only).")
+    ] = False,
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="Write-ahead log and writer id.")] = Path(
+        ".lakebench/pipeline"
+    ),
+    layout: Annotated[str, typer.Option("--layout", help="lookup | hive-time | flat")] = "lookup",
+    roll_mb: Annotated[float, typer.Option("--roll-mb", min=0.001, help="Roll when this much is buffered.")] = 64.0,
+    roll_interval: Annotated[float, typer.Option("--roll-interval", min=0.01, help="Roll the oldest after (s).")] = 5.0,
+    idle: Annotated[float, typer.Option("--idle", min=0.01, help="Roll after this long without events (s).")] = 1.0,
+    max_request_mb: Annotated[float, typer.Option("--max-request-mb", min=0.001)] = 5.0,
+    max_buffer_mb: Annotated[float, typer.Option("--max-buffer-mb", min=1.0, help="Past this, answer 503.")] = 512.0,
+    max_body_bytes: MaxBodyOpt = Limits().max_body_bytes,
+    writer_id: Annotated[str | None, typer.Option("--writer-id", help="Default: kept in the state dir.")] = None,
+    lake: LakeOpt = DEFAULT_LAKE,
+    catalog: CatalogOpt = None,
+) -> None:
+    """The ingest pipeline: POST /v1/events -> write-ahead log -> rolling Parquet -> Iceberg commits."""
+    import uvicorn
+
+    from lakebench.api.app import create_app
+    from lakebench.lake.catalog import Lake
+    from lakebench.pipeline.core import Pipeline, PipelineConfig
+    from lakebench.pipeline.http import IngestSettings
+
+    if token is None and not no_auth:
+        raise LakebenchError("serve needs a token (--token or LAKEBENCH_TOKEN), or --no-auth for local use")
+    if no_auth and host not in LOOPBACK:
+        raise LakebenchError(f"--no-auth is for local use: listen on 127.0.0.1, not {host}, or set a token")
+    target = Lake(_settings(lake, catalog))
+    config = PipelineConfig(
+        state_dir=state_dir,
+        layout=layout,
+        roll_bytes=int(roll_mb * 1e6),
+        roll_interval_s=roll_interval,
+        idle_s=idle,
+        max_buffer_bytes=int(max_buffer_mb * 1e6),
+        limits=Limits(max_body_bytes=max_body_bytes),
+        writer_id=writer_id,
+    )
+    from lakebench.lake.layouts import get_layout
+
+    get_layout(layout)  # fail before binding the port
+    pipeline = Pipeline(target, config)
+    settings = IngestSettings(token=None if no_auth else token, max_request_bytes=int(max_request_mb * 1e6))
+    err.print(f"pipeline {pipeline.writer_id} -> {target.url} (layout {layout}) on http://{host}:{port}")
+    uvicorn.run(create_app(target, pipeline, settings), host=host, port=port, log_level="warning")
+
+
+@dlq_app.command("list")
+def dlq_list(lake: LakeOpt = DEFAULT_LAKE, catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
+    """Every rejected record with its reasons."""
+    from lakebench.pipeline.dlq import DeadLetters
+    from lakebench.storage import open_store
+
+    settings = _settings(lake, catalog)
+    letters = DeadLetters(open_store(settings.lake, settings.s3))
+    entries = [(key, entry) for key, entry in letters.entries()]
+    if as_json:
+        _emit_json([{"file": key, **json.loads(entry.to_json())} for key, entry in entries])
+        return
+    for key, entry in entries:
+        problems = "; ".join(f"{p['field']}: {p['message']}" for p in entry.problems)
+        sys.stdout.write(f"{key} {entry.source} {entry.unit} {entry.position}: {problems}\n")
+    err.print(f"{len(entries):,} dead letters")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    max_body_bytes: MaxBodyOpt = Limits().max_body_bytes,
+    url: Annotated[
+        str | None, typer.Option("--url", help="Re-submit to a running pipeline instead of the lake.")
+    ] = None,
+    token: Annotated[str | None, typer.Option("--token", envvar="LAKEBENCH_TOKEN")] = None,
+    lake: LakeOpt = DEFAULT_LAKE,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate dead letters again (e.g. after raising a limit); write those that pass, keep the rest."""
+    from lakebench.lake.catalog import Lake
+    from lakebench.pipeline.replay import replay_dead_letters
+
+    target = Lake(_settings(lake, catalog))
+    outcome = replay_dead_letters(target, Limits(max_body_bytes=max_body_bytes), url=url, token=token)
+    if as_json:
+        _emit_json(outcome)
+    else:
+        out.print(f"replayed {outcome['replayed']:,}; still rejected {outcome['still_rejected']:,}")
+
+
+@app.command()
+def compact(
+    target_file_mb: Annotated[float, typer.Option("--target-file-mb", min=0.001)] = 128.0,
+    keep_last: Annotated[int, typer.Option("--keep-last", min=1, help="Snapshots always kept.")] = 5,
+    older_than_days: Annotated[
+        float | None, typer.Option("--older-than-days", min=0.0, help="Expire only snapshots older than this.")
+    ] = None,
+    orphan_grace_minutes: Annotated[float, typer.Option("--orphan-grace-minutes", min=0.0)] = 60.0,
+    lake: LakeOpt = DEFAULT_LAKE,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Merge small files into key-sorted files, expire old snapshots, delete unreferenced files."""
+    from datetime import timedelta
+
+    from lakebench.lake.catalog import Lake
+    from lakebench.lake.compact import CompactOptions
+    from lakebench.lake.compact import compact as run_compact
+
+    options = CompactOptions(
+        target_file_bytes=int(target_file_mb * 1e6),
+        keep_last=keep_last,
+        older_than=None if older_than_days is None else timedelta(days=older_than_days),
+        orphan_grace=timedelta(minutes=orphan_grace_minutes),
+    )
+    target = Lake(_settings(lake, catalog))
+    target.table(create=False)
+    report = run_compact(target, options)
+    if as_json:
+        _emit_json(asdict(report))
+    else:
+        out.print(
+            f"merged {report.merged_files} files into {report.written_files} ({report.files_before} -> "
+            f"{report.files_after} live files, {report.duplicates_removed} duplicate events dropped); "
+            f"expired {report.expired_snapshots} snapshots; deleted {len(report.deleted_files)} unreferenced files "
+            f"in {report.seconds:.1f} s"
+        )
+
+
 def main() -> None:
     try:
         app()

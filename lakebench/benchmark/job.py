@@ -34,7 +34,7 @@ from lakebench.core.errors import TerminalError
 from lakebench.decide.thresholds import LOOKUP_THRESHOLD_MS, decide
 from lakebench.engines import open_engine
 from lakebench.generate.synthetic import GeneratorSpec, generate
-from lakebench.lake.catalog import Lake
+from lakebench.lake.catalog import Lake, redact_url
 from lakebench.lake.writer import LakeWriter
 
 JUDGES = ("p50", "p95", "p99", "max")
@@ -161,7 +161,7 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
         run_id=str(ULID()),
         started_at=started,
         finished_at=datetime.now(UTC),
-        lake={"url": lake.url, "catalog": _redact(settings.catalog_url), "engine": options.engine},
+        lake={"url": lake.url, "catalog": redact_url(settings.catalog_url), "engine": options.engine},
         environment=environment(),
         dataset=_dataset(lake, options.spec, keys, reused, raw, secs),
         method={
@@ -183,13 +183,3 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
         ),
     )
     return result, write_result(result, options.results_dir)
-
-
-def _redact(url: str) -> str:
-    """Hide a password in a catalog URL (postgresql://user:secret@host/db)."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url

@@ -40,7 +40,10 @@ class S3Settings:
 @dataclass(frozen=True, slots=True)
 class Settings:
     lake: str = DEFAULT_LAKE
-    catalog: str | None = None  # SQLAlchemy URL of the Iceberg SQL catalog; None = the default for the lake
+    catalog: str | None = None  # SQL catalog URL (sqlite/postgresql) or REST catalog URL (https://…); None = default
+    catalog_name: str = "lakebench"  # several catalogs can share one SQL database under different names
+    catalog_warehouse: str | None = None  # REST catalogs: the warehouse (R2 Data Catalog: <account>_<bucket>)
+    catalog_token: str | None = None  # REST catalogs: bearer token
     s3: S3Settings = field(default_factory=S3Settings)
 
     @classmethod
@@ -48,6 +51,9 @@ class Settings:
         base = cls(
             lake=os.environ.get("LAKEBENCH_LAKE") or DEFAULT_LAKE,
             catalog=os.environ.get("LAKEBENCH_CATALOG") or None,
+            catalog_name=os.environ.get("LAKEBENCH_CATALOG_NAME") or "lakebench",
+            catalog_warehouse=os.environ.get("LAKEBENCH_CATALOG_WAREHOUSE") or None,
+            catalog_token=os.environ.get("LAKEBENCH_CATALOG_TOKEN") or None,
             s3=S3Settings.from_env(),
         )
         given = {k: v for k, v in overrides.items() if v is not None}

@@ -6,13 +6,14 @@ enough to fix it. A batch gets one result per record (``validate_batch``).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from lakebench.core.ids import new_event_id, normalise_ulid
 from lakebench.core.models import EVENT_TYPES, Event, EventType, Limits
@@ -56,6 +57,8 @@ class BatchResult:
 
 
 def _utf8_len(value: str, path: str, problems: list[Problem]) -> int | None:
+    if value.isascii():  # the common case, checked in C: bytes == characters, no surrogates
+        return len(value)
     try:
         return len(value.encode("utf-8"))
     except UnicodeEncodeError as exc:
@@ -188,8 +191,8 @@ def parse_event(raw: object, limits: Limits = Limits()) -> Event | list[Problem]
             problems.append(Problem("attributes", f"must be an object, got {_type_name(raw_attributes)}"))
         else:
             try:
-                encoded = json.dumps(raw_attributes, ensure_ascii=False, allow_nan=False).encode("utf-8")
-            except (ValueError, TypeError, UnicodeEncodeError) as exc:
+                encoded = orjson.dumps(raw_attributes)
+            except orjson.JSONEncodeError as exc:
                 problems.append(Problem("attributes", f"is not JSON-serialisable: {exc}"))
             else:
                 if len(encoded) > limits.max_attributes_bytes:

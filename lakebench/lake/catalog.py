@@ -27,6 +27,9 @@ TABLE_PROPERTIES = {
     "write.metadata.metrics.column.body": "none",
     "write.metadata.metrics.column.attributes": "none",
     "write.metadata.metrics.column.entity_id": "full",
+    # Keep the metadata folder from growing without bound: old metadata.json files are deleted.
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "50",
 }
 
 
@@ -53,18 +56,45 @@ class Lake:
         self.url = settings.lake_url
         self.store: ObjectStore = open_store(self.url, settings.s3)
 
+    @property
+    def is_rest(self) -> bool:
+        return self.settings.catalog_url.startswith(("http://", "https://"))
+
     @cached_property
     def catalog(self) -> Catalog:
+        """The catalog named by the settings: SQL (SQLite, PostgreSQL) or Iceberg REST (R2 Data Catalog)."""
+        url = self.settings.catalog_url
+        props = fileio_properties(self.settings)
+        name = self.settings.catalog_name
+        if self.is_rest:
+            from pyiceberg.catalog.rest import RestCatalog
+
+            rest = {"uri": url, "warehouse": self.settings.catalog_warehouse or self.url}
+            if self.settings.catalog_token:
+                rest["token"] = self.settings.catalog_token
+            try:
+                return RestCatalog(name, **rest, **props)
+            except Exception as exc:
+                raise ConfigError(f"cannot open the Iceberg REST catalog at {url}: {exc}") from exc
+        if not url.startswith(("sqlite", "postgresql")):
+            raise ConfigError(
+                f"catalog URL {url!r} is not supported; use sqlite:///PATH, postgresql+psycopg://… or https://… (REST)"
+            )
         from pyiceberg.catalog.sql import SqlCatalog
 
-        url = self.settings.catalog_url
-        if not url.startswith(("sqlite", "postgresql")):
-            raise ConfigError(f"catalog URL {url!r} is not supported; use sqlite:///PATH or postgresql+psycopg://…")
         if url.startswith("sqlite:///"):
             from pathlib import Path
 
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return SqlCatalog("lakebench", uri=url, warehouse=self.url, **fileio_properties(self.settings))
+        if url.startswith("postgresql"):
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                raise ConfigError("a PostgreSQL catalog needs psycopg: pip install 'lakebench[postgres]'") from None
+        try:
+            return SqlCatalog(name, uri=url, warehouse=self.url, **props)
+        except Exception as exc:  # an unreachable database, a bad URL
+            raise ConfigError(f"cannot open the catalog at {redact_url(url)}: {exc}") from exc
 
     def table(self, *, create: bool = True) -> Table:
         """The events table, created on first use."""
@@ -82,10 +112,33 @@ class Lake:
         return self.catalog.create_table_if_not_exists(
             IDENTIFIER,
             schema=SCHEMA,
-            location=f"{self.url}/events",
+            location=None if self.is_rest else f"{self.url}/events",  # a REST catalog places its tables
             sort_order=SORT_ORDER,
             properties=TABLE_PROPERTIES,
         )
 
     def exists(self) -> bool:
         return bool(self.catalog.table_exists(IDENTIFIER))
+
+    def close(self) -> None:
+        """Release the catalog's database connections."""
+        if "catalog" in self.__dict__:
+            engine = getattr(self.catalog, "engine", None)
+            if engine is not None:
+                engine.dispose()
+
+    def __enter__(self) -> Lake:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def redact_url(url: str) -> str:
+    """Hide a password in a database URL (postgresql://user:secret@host/db)."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
+

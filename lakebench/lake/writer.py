@@ -1,8 +1,12 @@
-"""Write events into the lake: sorted Parquet files under ``events/data/``, then one Iceberg commit.
+"""Write events into the lake: key-sorted Parquet files under ``events/data/``, then one Iceberg commit.
 
 A reader never sees a partial file: each file is built on local disk, published whole (rename or
 a completed S3 upload), and only then referenced by a commit. A crash before the commit leaves
-unreferenced files, which no reader sees.
+unreferenced files, which no reader sees (``lakebench compact`` removes them later).
+
+A commit can carry table properties in the same atomic transaction (the pipeline records its
+write-ahead-log offset there) and a precondition checked on fresh metadata before every attempt,
+so a retried or replayed commit is applied at most once.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from ulid import ULID
@@ -19,10 +24,15 @@ from ulid import ULID
 from lakebench.core.errors import TransientError
 from lakebench.core.models import Event
 from lakebench.lake.catalog import DATA_PREFIX, Lake
+from lakebench.lake.layouts import FlatLayout, Layout
 from lakebench.lake.parquet import FileStats, ParquetOptions, write_events_parquet
-from lakebench.lake.schema import events_to_arrow, sort_indices
+from lakebench.lake.schema import events_to_arrow
 
-COMMIT_ATTEMPTS = 5
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+COMMIT_ATTEMPTS = 8
+NameFn = Callable[[int], str]  # file number within the write -> file name (without folder)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +56,7 @@ class WriteResult:
     raw_bytes: int = 0
     files: list[WrittenFile] = field(default_factory=list)
     snapshot_id: int | None = None
+    committed: bool = False  # False when the precondition found the commit already made
     seconds: float = 0.0
 
     @property
@@ -53,10 +64,15 @@ class WriteResult:
         return sum(f.stats.bytes for f in self.files)
 
 
+def ulid_names(_: int) -> str:
+    return f"{ULID()}.parquet"
+
+
 class LakeWriter:
-    def __init__(self, lake: Lake, options: WriterOptions = WriterOptions()) -> None:
+    def __init__(self, lake: Lake, options: WriterOptions = WriterOptions(), layout: Layout | None = None) -> None:
         self.lake = lake
         self.options = options
+        self.layout = layout or FlatLayout()
 
     def write(
         self,
@@ -64,10 +80,26 @@ class LakeWriter:
         *,
         summary: dict[str, str] | None = None,
         progress: Callable[[int], None] | None = None,
+        names: NameFn = ulid_names,
+        properties: dict[str, str] | None = None,
+        already_committed: Callable[[Table], bool] | None = None,
     ) -> WriteResult:
         """Write every event and commit them in one Iceberg snapshot; returns what was written."""
         started = time.perf_counter()
+        result = self.write_files(events, progress=progress, names=names)
+        if result.files:
+            result.snapshot_id, result.committed = self.commit(
+                result, summary or {}, properties or {}, already_committed
+            )
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def write_files(
+        self, events: Iterable[Event], *, progress: Callable[[int], None] | None = None, names: NameFn = ulid_names
+    ) -> WriteResult:
+        """Write and publish the files, without committing them."""
         result = WriteResult()
+        counter = iter(range(1 << 30))
         with ThreadPoolExecutor(max_workers=self.options.threads) as pool:
             pending: list[Future[WrittenFile]] = []
             batch: list[Event] = []
@@ -76,15 +108,12 @@ class LakeWriter:
                 batch.append(event)
                 size += event.approx_size()
                 if size >= self.options.target_file_bytes:
-                    pending += self._submit_batch(batch, size, pool)
+                    pending += self._submit_batch(batch, size, pool, lambda: names(next(counter)))
                     batch, size = [], 0
                     self._collect(pending, result, progress, keep=self.options.threads)
             if batch:
-                pending += self._submit_batch(batch, size, pool)
+                pending += self._submit_batch(batch, size, pool, lambda: names(next(counter)))
             self._collect(pending, result, progress, keep=0)
-        if result.files:
-            result.snapshot_id = self._commit(result, summary or {})
-        result.seconds = time.perf_counter() - started
         return result
 
     @staticmethod
@@ -103,22 +132,28 @@ class LakeWriter:
             if progress:
                 progress(written.stats.rows)
 
-    def _submit_batch(self, batch: list[Event], size: int, pool: ThreadPoolExecutor) -> list[Future[WrittenFile]]:
-        """Convert a batch to Arrow, sort it by key, and write it as one file or as key-range slices.
+    def _submit_batch(
+        self, batch: list[Event], size: int, pool: ThreadPoolExecutor, next_name: Callable[[], str]
+    ) -> list[Future[WrittenFile]]:
+        """Convert a batch to Arrow, split it by layout, and write each part as one file or key-range slices.
 
         Conversion holds the GIL and runs here; the workers' take + Parquet encoding + compression
         release it, so slices are written on all cores while the next batch is being read.
         """
         table = events_to_arrow(batch)
-        order = sort_indices(table)
-        parts = max(1, min(self.options.threads, size // self.options.min_parallel_bytes))
-        step = -(-len(order) // parts)
-        return [pool.submit(self._write_file, table, order[i : i + step]) for i in range(0, len(order), step)]
+        futures: list[Future[WrittenFile]] = []
+        for folder, order in self.layout.split(table):
+            part_size = size * len(order) // max(1, table.num_rows)
+            slices = max(1, min(self.options.threads, part_size // self.options.min_parallel_bytes))
+            step = -(-len(order) // slices)
+            for i in range(0, len(order), step):
+                key = "/".join(p for p in (DATA_PREFIX, folder, next_name()) if p)
+                futures.append(pool.submit(self._write_file, key, table, order[i : i + step]))
+        return futures
 
-    def _write_file(self, table: pa.Table, order: pa.Array) -> WrittenFile:
+    def _write_file(self, key: str, table: pa.Table, order: pa.Array) -> WrittenFile:
         """Write the rows at ``order`` (key-sorted) as one Parquet file and publish it (not yet committed)."""
         store = self.lake.store
-        key = f"{DATA_PREFIX}/{ULID()}.parquet"
         staging = store.staging_path(".parquet")
         try:
             stats = write_events_parquet(table.take(order), staging, self.options.parquet, presorted=True)
@@ -127,27 +162,38 @@ class LakeWriter:
             staging.unlink(missing_ok=True)
         return WrittenFile(key=key, url=store.url_for(key), stats=stats)
 
-    def _commit(self, result: WriteResult, summary: dict[str, str]) -> int:
+    def commit(
+        self,
+        result: WriteResult,
+        summary: dict[str, str],
+        properties: dict[str, str],
+        already_committed: Callable[[Table], bool] | None = None,
+    ) -> tuple[int, bool]:
+        """Add the files (and set ``properties``) in one transaction; (snapshot id, whether we committed).
+
+        pyiceberg does not retry a commit that loses a race with another writer: reload and retry.
+        """
         from pyiceberg.exceptions import CommitFailedException
 
-        properties = {
-            "lakebench.events": str(result.events),
-            "lakebench.raw-bytes": str(result.raw_bytes),
-            **summary,
-        }
+        snapshot_summary = {"lakebench.events": str(result.events), "lakebench.raw-bytes": str(result.raw_bytes)}
+        snapshot_summary |= summary
         urls = [f.url for f in result.files]
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             table = self.lake.table()  # fresh metadata on every attempt
+            if already_committed is not None and already_committed(table):
+                snapshot = table.current_snapshot()
+                return (int(snapshot.snapshot_id) if snapshot else 0), False
             try:
-                table.add_files(urls, snapshot_properties=properties, check_duplicate_files=False)
+                with table.transaction() as tx:
+                    if properties:
+                        tx.set_properties(properties)
+                    tx.add_files(urls, snapshot_properties=snapshot_summary, check_duplicate_files=False)
             except CommitFailedException as exc:
                 if attempt == COMMIT_ATTEMPTS:
-                    raise TransientError(
-                        f"commit of {len(urls)} files lost {attempt} races with other writers: {exc}"
-                    ) from exc
-                time.sleep(0.05 * attempt)
+                    raise TransientError(f"commit of {len(urls)} files lost {attempt} races with other writers: {exc}") from exc
+                time.sleep(0.02 * attempt)
                 continue
             snapshot = table.current_snapshot()
             assert snapshot is not None
-            return int(snapshot.snapshot_id)
+            return int(snapshot.snapshot_id), True
         raise AssertionError("unreachable")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,4 +108,7 @@ def convert_file(
         store.publish_file(name, staging)
     finally:
         staging.unlink(missing_ok=True)
+        if staging.parent.name == ".staging":  # a local target: leave no empty staging folder beside it
+            with contextlib.suppress(OSError):
+                staging.parent.rmdir()
     return report

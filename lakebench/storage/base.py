@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 class ObjectInfo:
     key: str
     size: int
+    modified: float = 0.0  # seconds since the epoch
 
 
 @dataclass(slots=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -63,15 +62,10 @@ class LocalStore:
 
     def staging_path(self, suffix: str = "") -> Path:
         staging = self._root / _STAGING
-        for _ in range(3):  # another publisher may remove the emptied folder between mkdir and mkstemp
-            staging.mkdir(parents=True, exist_ok=True)
-            try:
-                fd, name = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=suffix, dir=staging)
-            except FileNotFoundError:
-                continue
-            os.close(fd)
-            return Path(name)
-        raise StorageError(f"cannot create a staging file in {staging}")
+        staging.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=suffix, dir=staging)
+        os.close(fd)
+        return Path(name)
 
     def publish_file(self, key: str, path: Path) -> None:
         target = self._path(key)
@@ -89,8 +83,6 @@ class LocalStore:
 
             self._publish(key, copy)
             path.unlink()
-        with contextlib.suppress(OSError):  # leave no empty staging folder behind
-            path.parent.rmdir()
         self._stats.record("PUT", written=size)
 
     def get(self, key: str) -> bytes:
@@ -134,7 +126,8 @@ class LocalStore:
                 full = Path(dirpath) / name
                 key = full.relative_to(self._root).as_posix()
                 if key.startswith(prefix):
-                    yield ObjectInfo(key, full.stat().st_size)
+                    st = full.stat()
+                    yield ObjectInfo(key, st.st_size, st.st_mtime)
 
     def delete(self, key: str) -> None:
         self._stats.record("DELETE")

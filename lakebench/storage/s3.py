@@ -146,7 +146,7 @@ class S3Store:
             page = self._call("LIST", prefix or "/", self._client.list_objects_v2, **kwargs)
             self._stats.record("LIST")
             for item in page.get("Contents", []):
-                yield ObjectInfo(item["Key"][strip:], int(item["Size"]))
+                yield ObjectInfo(item["Key"][strip:], int(item["Size"]), item["LastModified"].timestamp())
             if not page.get("IsTruncated"):
                 return
             token = page.get("NextContinuationToken")

@@ -137,3 +137,25 @@ def test_missing_input_is_a_clear_error(tmp_path: Path, args: list[str]) -> None
     result = runner.invoke(app, [*args] + (["--lake", str(tmp_path / "l")] if args[0] == "ingest" else []))
     assert result.exit_code != 0
     assert "does not exist" in str(result.exception)
+
+
+def test_serve_refuses_to_run_without_a_token(tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "lakebench.cli", "serve", "pipeline", "--lake", str(tmp_path / "lake")]
+    env = {k: v for k, v in __import__("os").environ.items() if k != "LAKEBENCH_TOKEN"}
+    proc = subprocess.run(base, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2 and "needs a token" in proc.stderr
+    proc = subprocess.run(
+        [*base, "--no-auth", "--host", "0.0.0.0"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert proc.returncode == 2 and "--no-auth is for local use" in proc.stderr
+
+
+def test_rest_catalog_is_selected_by_url(tmp_path: Path) -> None:
+    from lakebench.core.config import Settings
+    from lakebench.core.errors import ConfigError
+    from lakebench.lake.catalog import Lake
+
+    # Nothing listens there: the error names the REST catalog it tried, proving the selection.
+    lake = Lake(Settings(lake=str(tmp_path / "lake"), catalog="http://127.0.0.1:9/catalog", catalog_warehouse="wh"))
+    with pytest.raises(ConfigError, match=r"Iceberg REST catalog at http://127\.0\.0\.1:9/catalog"):
+        lake.table()

@@ -136,7 +136,7 @@ def test_uncommitted_files_are_invisible(
     def crash(*_: object) -> int:
         raise RuntimeError("process died before the commit")
 
-    monkeypatch.setattr(LakeWriter, "_commit", crash)
+    monkeypatch.setattr(LakeWriter, "commit", crash)
     with pytest.raises(RuntimeError):
         LakeWriter(lake).write([make_event(entity_id="orphan")])
     data_files = [o.key for o in lake.store.list("events/data/")]

@@ -1,0 +1,1 @@
+"""lakebench's HTTP services."""

@@ -1,0 +1,198 @@
+"""Lake maintenance: merge small files into key-sorted files, expire old snapshots, remove orphans.
+
+Readers are never blocked and never see a partial state: merged files are written and published
+first, then one Iceberg overwrite commit swaps them for the small ones; files are deleted only
+once no retained snapshot references them and they are older than a grace period.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from ulid import ULID
+
+from lakebench.core.errors import TransientError
+from lakebench.lake.catalog import DATA_PREFIX, Lake
+from lakebench.lake.parquet import ParquetOptions, write_events_parquet
+from lakebench.lake.schema import ARROW_SCHEMA, sort_indices
+
+if TYPE_CHECKING:
+    from pyiceberg.manifest import DataFile
+    from pyiceberg.table import Table
+
+COMMIT_ATTEMPTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class CompactOptions:
+    target_file_bytes: int = 128 << 20  # Parquet bytes per merged file
+    small_fraction: float = 0.75  # files under this share of the target are merge candidates
+    keep_last: int = 5  # snapshots always kept
+    older_than: timedelta | None = None  # expire snapshots older than this (beyond keep_last); None: all beyond
+    orphan_grace: timedelta = timedelta(hours=1)  # unreferenced files younger than this are left alone
+    parquet: ParquetOptions = ParquetOptions()
+
+
+@dataclass(slots=True)
+class CompactReport:
+    files_before: int = 0
+    files_after: int = 0
+    merged_files: int = 0
+    written_files: int = 0
+    duplicates_removed: int = 0
+    snapshot_id: int | None = None
+    expired_snapshots: int = 0
+    deleted_files: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _key_of(lake: Lake, data_file: DataFile) -> str:
+    root = lake.store.root_url + "/"
+    path = str(data_file.file_path)
+    return path[len(root) :] if path.startswith(root) else path
+
+
+def _folder(key: str) -> str:
+    return key.rsplit("/", 1)[0]
+
+
+def _bins(files: list[DataFile], target: int) -> list[list[DataFile]]:
+    """Consecutive groups of at least two files, each up to about ``target`` bytes."""
+    bins: list[list[DataFile]] = []
+    current: list[DataFile] = []
+    size = 0
+    for f in sorted(files, key=lambda f: str(f.file_path)):
+        if current and size + f.file_size_in_bytes > target:
+            bins.append(current)
+            current, size = [], 0
+        current.append(f)
+        size += f.file_size_in_bytes
+    bins.append(current)
+    return [b for b in bins if len(b) >= 2]
+
+
+def _read(lake: Lake, data_file: DataFile) -> pa.Table:
+    data = lake.store.get(_key_of(lake, data_file))
+    table = pq.read_table(pa.BufferReader(data))
+    return table.select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA)
+
+
+def _merge(lake: Lake, group: list[DataFile], options: CompactOptions, report: CompactReport) -> str:
+    """Read a group, drop duplicate event ids, sort by key, write and publish one file; its key."""
+    table = pa.concat_tables([_read(lake, f) for f in group])
+    if len(pc.unique(table["event_id"])) < table.num_rows:  # the same event committed twice: keep one
+        seen: set[str] = set()
+        keep = []
+        for i, event_id in enumerate(table["event_id"].to_pylist()):
+            if event_id not in seen:
+                seen.add(event_id)
+                keep.append(i)
+        report.duplicates_removed += table.num_rows - len(keep)
+        table = table.take(pa.array(keep))
+    key = f"{_folder(_key_of(lake, group[0]))}/{ULID()}.parquet"
+    staging = lake.store.staging_path(".parquet")
+    try:
+        write_events_parquet(table.take(sort_indices(table)), staging, options.parquet, presorted=True)
+        lake.store.publish_file(key, staging)
+    finally:
+        staging.unlink(missing_ok=True)
+    return key
+
+
+def _commit(lake: Lake, old: list[DataFile], new_keys: list[str]) -> int:
+    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.io.pyarrow import parquet_file_to_data_file
+
+    old_paths = {str(f.file_path) for f in old}
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        table = lake.table()
+        live = {str(t.file.file_path): t.file for t in table.scan().plan_files()}
+        if not old_paths <= live.keys():
+            raise TransientError("another compaction replaced some of these files first; run compact again")
+        new_files = [parquet_file_to_data_file(table.io, table.metadata, lake.store.url_for(k)) for k in new_keys]
+        try:
+            with table.transaction() as tx:
+                props = {"lakebench.operation": "compact"}
+                with tx.update_snapshot(snapshot_properties=props).overwrite() as overwrite:
+                    for path in old_paths:
+                        overwrite.delete_data_file(live[path])
+                    for data_file in new_files:
+                        overwrite.append_data_file(data_file)
+        except CommitFailedException:
+            if attempt == COMMIT_ATTEMPTS:
+                raise
+            time.sleep(0.05 * attempt)
+            continue
+        snapshot = table.current_snapshot()
+        assert snapshot is not None
+        return int(snapshot.snapshot_id)
+    raise AssertionError("unreachable")
+
+
+def expire_snapshots(table: Table, options: CompactOptions) -> int:
+    snapshots = sorted(table.snapshots(), key=lambda s: s.timestamp_ms, reverse=True)
+    current = table.current_snapshot()
+    candidates = [s for s in snapshots[options.keep_last :] if current is None or s.snapshot_id != current.snapshot_id]
+    if options.older_than is not None:
+        cutoff = (datetime.now(UTC) - options.older_than).timestamp() * 1000
+        candidates = [s for s in candidates if s.timestamp_ms < cutoff]
+    if not candidates:
+        return 0
+    table.maintenance.expire_snapshots().by_ids([s.snapshot_id for s in candidates]).commit()
+    return len(candidates)
+
+
+def referenced_files(table: Table) -> set[str]:
+    """Every data file any retained snapshot reads."""
+    paths: set[str] = set()
+    for snapshot in table.snapshots():
+        for manifest in snapshot.manifests(table.io):
+            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+                paths.add(str(entry.data_file.file_path))
+    return paths
+
+
+def remove_orphans(lake: Lake, table: Table, grace: timedelta) -> list[str]:
+    keep = referenced_files(table)
+    cutoff = time.time() - grace.total_seconds()
+    removed = []
+    for info in lake.store.list(DATA_PREFIX + "/"):
+        if info.key.endswith(".parquet") and lake.store.url_for(info.key) not in keep and info.modified < cutoff:
+            lake.store.delete(info.key)
+            removed.append(info.key)
+    return removed
+
+
+def compact(lake: Lake, options: CompactOptions = CompactOptions()) -> CompactReport:
+    started = time.perf_counter()
+    report = CompactReport()
+    table = lake.table()
+    files = [t.file for t in table.scan().plan_files()]
+    report.files_before = len(files)
+    by_folder: dict[str, list[DataFile]] = defaultdict(list)
+    for f in files:
+        if f.file_size_in_bytes < options.small_fraction * options.target_file_bytes:
+            by_folder[_folder(_key_of(lake, f))].append(f)
+    old: list[DataFile] = []
+    new_keys: list[str] = []
+    for group_files in by_folder.values():
+        for group in _bins(group_files, options.target_file_bytes):
+            new_keys.append(_merge(lake, group, options, report))
+            old.extend(group)
+    if old:
+        report.snapshot_id = _commit(lake, old, new_keys)
+        report.merged_files, report.written_files = len(old), len(new_keys)
+    table = lake.table()
+    report.expired_snapshots = expire_snapshots(table, options)
+    table = lake.table()
+    report.deleted_files = remove_orphans(lake, table, options.orphan_grace)
+    report.files_after = len(list(table.scan().plan_files()))
+    report.seconds = time.perf_counter() - started
+    return report

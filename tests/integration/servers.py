@@ -1,0 +1,73 @@
+"""Run real ``lakebench serve pipeline`` processes for tests that kill, restart or multiply them."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def post(
+        self, path: str, body: bytes = b"", content_type: str = "application/x-ndjson", timeout: float = 60
+    ) -> Any:
+        request = urllib.request.Request(
+            self.url + path, data=body, method="POST", headers={"Content-Type": content_type}
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+
+    def post_events(self, events: list[dict[str, Any]]) -> Any:
+        return self.post("/v1/events", "\n".join(json.dumps(e) for e in events).encode())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_server(
+    lake: Path, state: Path, *, env: dict[str, str] | None = None, extra: list[str] | None = None
+) -> Server:
+    port = free_port()
+    log = state.parent / f"{state.name}-{port}.log"
+    state.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "lakebench.cli", "serve", "pipeline", "--no-auth", "--port", str(port)]
+    command += ["--lake", str(lake), "--state-dir", str(state), "--roll-interval", "3600", "--idle", "3600"]
+    command += extra or []
+    with log.open("ab") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    server = Server(proc, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(server.url + "/healthz", timeout=1).close()
+            return server
+        except (urllib.error.URLError, ConnectionError, OSError):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                server.stop()
+                raise RuntimeError(f"pipeline server did not start: {log.read_text()[-2000:]}") from None
+            time.sleep(0.1)

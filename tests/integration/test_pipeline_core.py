@@ -1,0 +1,169 @@
+"""The pipeline in process: rolling triggers, backpressure, layouts, dead letters, compaction."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from lakebench.core.config import Settings
+from lakebench.core.models import Event, Limits
+from lakebench.core.validate import Problem, Rejection
+from lakebench.engines.lake_sql import LakeSqlEngine
+from lakebench.lake.catalog import Lake
+from lakebench.lake.compact import CompactOptions, compact
+from lakebench.lake.schema import arrow_to_events
+from lakebench.lake.writer import LakeWriter
+from lakebench.pipeline.core import Backpressure, Pipeline, PipelineConfig
+from lakebench.pipeline.dlq import DeadLetters, letter
+from lakebench.pipeline.replay import replay_dead_letters
+from tests.conftest import T0
+
+MakeEvent = Callable[..., Event]
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Iterator[Lake]:
+    with Lake(Settings(lake=str(tmp_path / "lake"))) as lake:
+        yield lake
+
+
+def run_pipeline(lake: Lake, tmp_path: Path, **config: object) -> Pipeline:
+    pipeline = Pipeline(lake, PipelineConfig(state_dir=tmp_path / "state", **config))  # type: ignore[arg-type]
+    pipeline.start()
+    return pipeline
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> float:
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("trigger", "config"),
+    [
+        ("size", {"roll_bytes": 1_000, "roll_interval_s": 3600, "idle_s": 3600}),
+        ("interval", {"roll_bytes": 1 << 30, "roll_interval_s": 0.3, "idle_s": 3600}),
+        ("inactivity", {"roll_bytes": 1 << 30, "roll_interval_s": 3600, "idle_s": 0.2}),
+    ],
+)
+def test_each_roll_trigger_commits_on_its_own(
+    lake: Lake, tmp_path: Path, make_event: MakeEvent, trigger: str, config: dict[str, float]
+) -> None:
+    pipeline = run_pipeline(lake, tmp_path, **config)
+    try:
+        pipeline.submit([make_event(entity_id=f"{trigger}-{i}", body="x" * 200) for i in range(10)])
+        waited = wait_for(lambda: pipeline.stats.committed_events == 10)
+        assert waited < 5
+    finally:
+        pipeline.stop()
+
+
+def test_no_trigger_no_commit(lake: Lake, tmp_path: Path, make_event: MakeEvent) -> None:
+    pipeline = run_pipeline(lake, tmp_path, roll_bytes=1 << 30, roll_interval_s=3600, idle_s=3600)
+    try:
+        pipeline.submit([make_event()])
+        time.sleep(0.3)
+        assert pipeline.stats.committed_events == 0 and pipeline.buffered_events == 1
+    finally:
+        pipeline.stop(flush=False)
+
+
+def test_backpressure_past_the_buffer_bound(lake: Lake, tmp_path: Path, make_event: MakeEvent) -> None:
+    pipeline = run_pipeline(
+        lake, tmp_path, max_buffer_bytes=2_000, roll_bytes=1 << 30, roll_interval_s=3600, idle_s=3600
+    )
+    try:
+        pipeline.submit([make_event(body="x" * 3_000)])
+        with pytest.raises(Backpressure) as refused:
+            pipeline.submit([make_event()])
+        assert refused.value.retry_after >= 1
+        pipeline.flush()
+        assert pipeline.submit([make_event()]) == ["accepted"]  # room again after the commit
+    finally:
+        pipeline.stop()
+
+
+@pytest.mark.parametrize(
+    ("layout", "folder"), [("lookup", "ns_bucket="), ("hive-time", "year=2025/month=10/day=04"), ("flat", "")]
+)
+def test_layouts_write_their_paths_and_every_engine_reads_them(
+    lake: Lake, tmp_path: Path, make_event: MakeEvent, layout: str, folder: str
+) -> None:
+    events = [make_event(ns=ns, entity_id=f"{ns} page") for ns in ("en.wikipedia.org", "github.com", "docs.python.org")]
+    pipeline = run_pipeline(lake, tmp_path, layout=layout, roll_interval_s=3600, idle_s=3600)
+    try:
+        pipeline.submit(events)
+        pipeline.flush()
+    finally:
+        pipeline.stop()
+    keys = [o.key for o in lake.store.list("events/data/")]
+    assert keys and all(k.startswith(f"events/data/{folder}") for k in keys), keys
+    engine = LakeSqlEngine(lake)
+    try:
+        for event in events:
+            assert engine.lookup(event.entity_ns, event.entity_id) == event
+    finally:
+        engine.close()
+
+
+def test_dead_letters_replay_after_the_limit_is_raised(lake: Lake, make_event: MakeEvent) -> None:
+    record = make_event(body="x" * 500).to_json_dict()
+    letters = DeadLetters(lake.store)
+    rejection = Rejection(3, (Problem("body", "over the limit"),), "line")
+    key = letters.put([letter(rejection, "test", record=record), letter(rejection, "test", raw_text="{oops")])
+    assert key is not None and len(letters.read(key)) == 2
+    assert replay_dead_letters(lake, Limits(max_body_bytes=100)) == {"replayed": 0, "still_rejected": 2}
+    assert replay_dead_letters(lake, Limits(max_body_bytes=1_000)) == {"replayed": 1, "still_rejected": 1}
+    assert [e.event_id for e in arrow_to_events(lake.table().scan().to_arrow())] == [record["event_id"]]
+    remaining = [entry for _, entry in letters.entries()]
+    assert len(remaining) == 1 and remaining[0].raw_text == "{oops"
+
+
+def test_compaction_merges_small_files_and_readers_see_the_same_data(lake: Lake, make_event: MakeEvent) -> None:
+    events = [make_event(entity_id=f"k{i % 7}", ts=T0 + timedelta(minutes=i)) for i in range(40)]
+    for i in range(0, 40, 5):
+        LakeWriter(lake).write(events[i : i + 5])  # 8 small commits
+    duplicate = events[3]
+    LakeWriter(lake).write([duplicate])  # the same event committed twice (e.g. by two writers)
+    engine = LakeSqlEngine(lake)
+    before = {f"k{i}": engine.lookup("en.wikipedia.org", f"k{i}") for i in range(7)}
+    old_snapshot = lake.table().current_snapshot()
+    report = compact(lake, CompactOptions(keep_last=2, orphan_grace=timedelta(0)))
+    assert (report.files_before, report.files_after, report.written_files) == (9, 1, 1)
+    assert report.duplicates_removed == 1 and report.expired_snapshots == 8
+    engine.refresh()
+    assert {f"k{i}": engine.lookup("en.wikipedia.org", f"k{i}") for i in range(7)} == before
+    engine.close()
+    rows = arrow_to_events(lake.table().scan().to_arrow())
+    assert sorted(e.event_id for e in rows) == sorted(e.event_id for e in events)
+    assert len(lake.table().snapshots()) == 2
+    # The snapshot before compaction is kept (keep_last=2) and its files are still there to read.
+    assert old_snapshot is not None
+    old_rows = lake.table().scan(snapshot_id=old_snapshot.snapshot_id).to_arrow()
+    assert old_rows.num_rows == 41
+    assert len(report.deleted_files) == 0  # still referenced by the retained old snapshot
+    second = compact(lake, CompactOptions(keep_last=1, orphan_grace=timedelta(0)))
+    assert second.expired_snapshots == 1 and len(second.deleted_files) == 9
+    assert lake.table().scan().to_arrow().num_rows == 40
+
+
+def test_compaction_keeps_layout_folders_apart(lake: Lake, tmp_path: Path, make_event: MakeEvent) -> None:
+    pipeline = run_pipeline(lake, tmp_path, layout="hive-time", roll_interval_s=3600, idle_s=3600)
+    try:
+        for day in (1, 1, 2, 2):
+            pipeline.submit([make_event(ts=T0 + timedelta(days=day, minutes=len(str(time.time()))))])
+            pipeline.flush()
+    finally:
+        pipeline.stop()
+    report = compact(lake, CompactOptions(orphan_grace=timedelta(0)))
+    assert report.written_files == 2
+    folders = sorted({o.key.rsplit("/", 1)[0] for o in lake.store.list("events/data/")})
+    assert folders == ["events/data/year=2025/month=10/day=05", "events/data/year=2025/month=10/day=06"]
