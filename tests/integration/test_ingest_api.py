@@ -233,3 +233,20 @@ def test_state_dir_holds_the_wal(tmp_path: Path) -> None:
     pipeline = Pipeline(lake, PipelineConfig(state_dir=tmp_path / "state"))
     assert (tmp_path / "state" / "writer.id").read_text().strip() == pipeline.writer_id
     pipeline.wal.close()
+
+
+def test_full_buffer_answers_503_with_retry_after(tmp_path: Path) -> None:
+    lake = Lake(Settings(lake=str(tmp_path / "lake")))
+    config = PipelineConfig(state_dir=tmp_path / "state", max_buffer_bytes=1_000, roll_interval_s=3600, idle_s=3600)
+    app = create_app(lake, Pipeline(lake, config), IngestSettings(token=None))
+    with TestClient(app) as client:
+        headers = {"Content-Type": "application/json"}
+        assert (
+            client.post("/v1/events", content=json.dumps([good(body="x" * 2_000)]), headers=headers).status_code == 200
+        )
+        refused = client.post("/v1/events", content=json.dumps([good()]), headers=headers)
+        problem(refused, 503, "backpressure")
+        assert int(refused.headers["retry-after"]) >= 1
+        client.post("/v1/flush")
+        assert client.post("/v1/events", content=json.dumps([good()]), headers=headers).status_code == 200
+    lake.close()
