@@ -43,6 +43,7 @@ CatalogOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 MaxBodyOpt = Annotated[int, typer.Option("--max-body-bytes", min=0, help="Largest accepted body, in bytes.")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="lake-sql | lake-indexed | clickhouse")]
 
 
 class RichProgress:
@@ -248,7 +249,7 @@ def _event_document(event: Event, full: bool) -> dict[str, Any]:
 def lookup(
     ns: Annotated[str, typer.Argument(help="Namespace, e.g. en.wikipedia.org")],
     entity_id: Annotated[str, typer.Argument(help="Entity id, e.g. TypeScript")],
-    engine: Annotated[str, typer.Option("--engine", help="Query engine.")] = "lake-sql",
+    engine: EngineOpt = "lake-sql",
     full: Annotated[bool, typer.Option("--full", help="Print the whole body.")] = False,
     lake: LakeOpt = DEFAULT_LAKE,
     catalog: CatalogOpt = None,
@@ -289,6 +290,105 @@ def lookup(
         out.print_json(data=_event_document(event, full))
     if event is None:
         raise typer.Exit(1)
+
+
+def _open_engine(name: str, lake: str, catalog: str | None) -> Any:
+    from lakebench.engines import open_engine
+    from lakebench.lake.catalog import Lake
+
+    target = Lake(_settings(lake, catalog))
+    target.table(create=False)
+    return open_engine(name, target)
+
+
+@app.command()
+def history(
+    ns: Annotated[str, typer.Argument(help="Namespace")],
+    entity_id: Annotated[str, typer.Argument(help="Entity id")],
+    engine: EngineOpt = "lake-sql",
+    full: Annotated[bool, typer.Option("--full", help="Print whole bodies.")] = False,
+    lake: LakeOpt = DEFAULT_LAKE,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every version of one entity, oldest first."""
+    query_engine = _open_engine(engine, lake, catalog)
+    try:
+        events = query_engine.history(ns, entity_id)
+    finally:
+        query_engine.close()
+    if as_json:
+        _emit_json({"engine": engine, "events": [_event_document(e, True) for e in events]})
+    else:
+        for event in events:
+            sys.stdout.write(
+                f"{event.ts.isoformat()}  v{event.version}  {event.type:<6}  {event.event_id}  {event.title or ''}\n"
+            )
+        err.print(f"{len(events)} versions of {ns} / {entity_id} on {engine}", markup=False)
+    if not events:
+        raise typer.Exit(1)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="Words that must all appear (title or body).")],
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 10,
+    ns: Annotated[str | None, typer.Option("--ns", help="Only this namespace.")] = None,
+    engine: EngineOpt = "lake-indexed",
+    lake: LakeOpt = DEFAULT_LAKE,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Full-text search over the latest version of every live entity, ranked."""
+    import time
+
+    query_engine = _open_engine(engine, lake, catalog)
+    try:
+        started = time.perf_counter_ns()
+        hits = query_engine.search(query, limit, ns)
+        elapsed_ms = (time.perf_counter_ns() - started) / 1e6
+    finally:
+        query_engine.close()
+    if as_json:
+        _emit_json({"engine": engine, "elapsed_ms": elapsed_ms, "hits": [asdict(h) for h in hits]})
+        return
+    for hit in hits:
+        sys.stdout.write(f"{hit.score:10.3f}  {hit.entity_ns}  {hit.entity_id}\n")
+    err.print(f"{len(hits)} hits in {elapsed_ms:.1f} ms on {engine}", markup=False)
+
+
+@app.command("sql")
+def sql_command(
+    query: Annotated[str, typer.Argument(help="One SELECT over the table 'events'; '?' marks a parameter.")],
+    params: Annotated[list[str] | None, typer.Option("--param", "-p", help="A parameter value (JSON or text).")] = None,
+    engine: EngineOpt = "lake-sql",
+    lake: LakeOpt = DEFAULT_LAKE,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Read-only SQL: writes and DDL are refused; rows and time are limited; parameters are bound."""
+
+    def value(text: str) -> Any:
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+        return parsed if isinstance(parsed, str | int | float | bool) or parsed is None else text
+
+    query_engine = _open_engine(engine, lake, catalog)
+    try:
+        result = query_engine.sql(query, [value(p) for p in params or []])
+    finally:
+        query_engine.close()
+    if as_json:
+        _emit_json({"columns": result.columns, "rows": result.rows, "truncated": result.truncated})
+        return
+    table = Table(*result.columns)
+    for row in result.rows:
+        table.add_row(*("NULL" if v is None else str(v) for v in row))
+    out.print(table)
+    if result.truncated:
+        err.print("(truncated: more rows than the limit)")
 
 
 @app.command()

@@ -21,6 +21,20 @@ from lakebench.core.models import Event
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_and_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Index caches and default catalogs of the tests stay out of the user's home folder."""
+    saved = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "XDG_STATE_HOME")}
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real third-party files in ../shared/data (override with LAKEBENCH_SHARED_DATA)."""

@@ -17,7 +17,23 @@ def _lake_sql(lake: Lake) -> Engine:
     return LakeSqlEngine(lake)
 
 
-ENGINES: dict[str, Callable[[Lake], Engine]] = {"lake-sql": _lake_sql}
+def _lake_indexed(lake: Lake) -> Engine:
+    from lakebench.engines.lake_indexed import LakeIndexedEngine
+
+    return LakeIndexedEngine(lake)
+
+
+def _clickhouse(lake: Lake) -> Engine:
+    from lakebench.engines.clickhouse import ClickHouseEngine
+
+    return ClickHouseEngine(lake)
+
+
+ENGINES: dict[str, Callable[[Lake], Engine]] = {
+    "lake-sql": _lake_sql,
+    "lake-indexed": _lake_indexed,
+    "clickhouse": _clickhouse,
+}
 
 
 def open_engine(name: str, lake: Lake) -> Engine:

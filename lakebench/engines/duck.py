@@ -1,7 +1,9 @@
-"""DuckDB connections that can read Iceberg on a folder or an S3-protocol bucket, offline.
+"""DuckDB connections that can read Iceberg on a folder or an S3-protocol bucket, offline and sandboxed.
 
 The extensions come from the ``duckdb-extension-*`` wheels and are loaded by file path (DuckDB
-cannot download them here); ``avro`` must be loaded before ``iceberg``.
+cannot download them here); ``avro`` must be loaded before ``iceberg``. Once set up, a connection
+may read only the lake: external access is limited to the lake's folder or bucket prefix and the
+configuration is locked, so a user's SELECT cannot read other files or switch the limits off.
 """
 
 from __future__ import annotations
@@ -36,18 +38,22 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
+def lake_root(settings: Settings) -> str:
+    url = settings.lake_url
+    return (url.removeprefix("file://") if url.startswith("file://") else url).rstrip("/") + "/"
+
+
+def connect(settings: Settings, *, sandbox: bool = True, threads: int | None = None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
     for name in EXTENSIONS:
         con.execute(f"LOAD {sql_literal(str(extension_path(name)))}")
+    if threads is not None:
+        con.execute(f"SET threads = {int(threads)}")
     if settings.lake_url.startswith("s3://"):
         s3 = settings.s3
         options = ["TYPE s3", f"REGION {sql_literal(s3.region)}"]
         if s3.access_key_id and s3.secret_access_key:
-            options += [
-                f"KEY_ID {sql_literal(s3.access_key_id)}",
-                f"SECRET {sql_literal(s3.secret_access_key)}",
-            ]
+            options += [f"KEY_ID {sql_literal(s3.access_key_id)}", f"SECRET {sql_literal(s3.secret_access_key)}"]
         if s3.endpoint:
             parts = urlsplit(s3.endpoint if "://" in s3.endpoint else f"https://{s3.endpoint}")
             options += [
@@ -56,4 +62,8 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
                 f"USE_SSL {'true' if parts.scheme == 'https' else 'false'}",
             ]
         con.execute(f"CREATE OR REPLACE SECRET lakebench_s3 ({', '.join(options)})")
+    if sandbox:
+        con.execute(f"SET allowed_directories = [{sql_literal(lake_root(settings))}]")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
     return con

@@ -1,26 +1,67 @@
 """``lake-sql``: SQL over the Iceberg table's Parquet files with DuckDB — the R2 SQL analogue.
 
-The table is exposed as the view ``events`` over ``iceberg_scan`` of the current metadata, so
-Iceberg manifest statistics prune files and Parquet row-group statistics prune row groups.
-Every user-supplied value is a bound parameter.
+The table is the view ``events`` over ``iceberg_scan`` of the current metadata, so Iceberg
+manifest statistics prune files and Parquet row-group statistics prune row groups. Every
+user-supplied value is a bound parameter; ``sql()`` runs one SELECT on a sandboxed connection
+that can read nothing but the lake.
 """
 
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
 
 from lakebench.core.models import FIELDS, Event
-from lakebench.engines.base import QueryStats
+from lakebench.engines.base import (
+    CountField,
+    EntityRef,
+    Page,
+    QueryError,
+    QueryStats,
+    SearchHit,
+    SqlResult,
+    check_count_field,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+)
 from lakebench.engines.duck import connect, sql_literal
+from lakebench.engines.text import query_terms, term_regex
 from lakebench.lake.catalog import Lake
 from lakebench.lake.schema import row_to_event
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # ts as epoch microseconds: exact, and no pytz round trip through Python datetimes.
 _COLUMNS = ", ".join("epoch_us(ts) AS ts" if f == "ts" else f for f in FIELDS)
-_LOOKUP = (
-    f"SELECT {_COLUMNS} FROM events WHERE entity_ns = ? AND entity_id = ? "  # noqa: S608 - constant columns
-    "ORDER BY ts DESC, version DESC, event_id DESC LIMIT 1"
+_REF = "entity_ns, entity_id, event_id, epoch_us(ts) AS ts, version, type, title"
+_LATEST = "row_number() OVER (PARTITION BY entity_ns, entity_id ORDER BY ts DESC, version DESC, event_id DESC) = 1"
+_LOOKUP = f"SELECT {_COLUMNS} FROM events WHERE entity_ns = ? AND entity_id = ? ORDER BY ts DESC, version DESC, event_id DESC LIMIT 1"  # noqa: S608, E501
+_HISTORY = f"SELECT {_COLUMNS} FROM events WHERE entity_ns = ? AND entity_id = ? ORDER BY ts, version, event_id"  # noqa: S608
+_LIST = (
+    f"SELECT * FROM (SELECT {_REF} FROM events WHERE entity_ns = ? AND entity_id > ? QUALIFY {_LATEST}) "  # noqa: S608
+    "WHERE type <> 'delete' ORDER BY entity_id LIMIT ?"
 )
+_COUNT_EXPR = {
+    "entity_ns": "entity_ns",
+    "type": "type",
+    "day": "strftime(make_timestamp(epoch_us(ts)), '%Y-%m-%d')",
+}
+SQL_MAX_ROWS = 10_000
+SQL_TIMEOUT_S = 30.0
+
+
+def micros(at: datetime) -> int:
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return (at - EPOCH) // timedelta(microseconds=1)
+
+
+def ref_from_row(row: tuple[Any, ...]) -> EntityRef:
+    ns, eid, event_id, ts, version, kind, title = row
+    return EntityRef(ns, eid, event_id, EPOCH + timedelta(microseconds=ts), int(version), kind, title)
 
 
 class LakeSqlEngine:
@@ -56,14 +97,117 @@ class LakeSqlEngine:
                 self._con.execute(view)
             self._metadata_location = location
 
-    def lookup(self, ns: str, entity_id: str) -> Event | None:
+    def _rows(self, query: str, params: list[Any]) -> list[tuple[Any, ...]]:
         if self._metadata_location is None:
             self._stats = QueryStats(rows=0)
-            return None
+            return []
         with self._lock:
-            row = self._con.execute(_LOOKUP, [ns, entity_id]).fetchone()
-        self._stats = QueryStats(rows=0 if row is None else 1)
-        return None if row is None else row_to_event(row)
+            rows = self._con.execute(query, params).fetchall()
+        self._stats = QueryStats(rows=len(rows))
+        return rows
+
+    def lookup(self, ns: str, entity_id: str) -> Event | None:
+        rows = self._rows(_LOOKUP, [ns, entity_id])
+        return row_to_event(rows[0]) if rows else None
+
+    def history(self, ns: str, entity_id: str) -> list[Event]:
+        return [row_to_event(r) for r in self._rows(_HISTORY, [ns, entity_id])]
+
+    def list_namespace(self, ns: str, cursor: str | None = None, limit: int = 100) -> Page:
+        check_limit(limit)
+        after = decode_cursor(cursor) or ""
+        rows = self._rows(_LIST, [ns, after, limit + 1])
+        items = [ref_from_row(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items, encode_cursor(items[-1].entity_id) if more and items else None)
+
+    def recent(self, limit: int = 20, ns: str | None = None) -> list[EntityRef]:
+        check_limit(limit)
+        where, params = ("WHERE entity_ns = ?", [ns]) if ns is not None else ("", [])
+        query = f"SELECT {_REF} FROM events {where} ORDER BY ts DESC, event_id DESC LIMIT ?"  # noqa: S608
+        return [ref_from_row(r) for r in self._rows(query, [*params, limit])]
+
+    def count_by(
+        self, field: CountField, since: datetime | None = None, until: datetime | None = None
+    ) -> list[tuple[str, int]]:
+        expr = _COUNT_EXPR[check_count_field(field)]
+        conditions, params = [], []
+        if since is not None:
+            conditions.append("epoch_us(ts) >= ?")
+            params.append(micros(since))
+        if until is not None:
+            conditions.append("epoch_us(ts) < ?")
+            params.append(micros(until))
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        query = f"SELECT {expr} AS value, count(*) FROM events {where} GROUP BY value ORDER BY value"  # noqa: S608
+        return [(str(v), int(c)) for v, c in self._rows(query, params)]
+
+    def search(self, query: str, limit: int = 10, ns: str | None = None) -> list[SearchHit]:
+        """A scan: the latest version of every entity, each query token matched as a whole token."""
+        check_limit(limit)
+        terms = query_terms(query)
+        if not terms:
+            return []
+        patterns = [term_regex(t) for t in terms]
+        where, params = ("WHERE entity_ns = ?", [ns]) if ns is not None else ("", [])
+        matches = " AND ".join("regexp_matches(text, ?)" for _ in patterns)
+        score = " + ".join("len(regexp_extract_all(text, ?))" for _ in patterns)
+        sql = (
+            "SELECT entity_ns, entity_id, event_id, title, CAST(" + score + " AS DOUBLE) AS score FROM ("  # noqa: S608
+            "SELECT entity_ns, entity_id, event_id, title, type, "
+            "lower(coalesce(title, '') || ' ' || coalesce(body, '')) AS text "
+            f"FROM events {where} QUALIFY {_LATEST}) "
+            f"WHERE type <> 'delete' AND {matches} ORDER BY score DESC, entity_ns, entity_id LIMIT ?"
+        )
+        rows = self._rows(sql, [*patterns, *params, *patterns, limit])
+        return [SearchHit(r[0], r[1], r[2], r[3], float(r[4])) for r in rows]
+
+    def sql(self, query: str, params: list[Any] | None = None) -> SqlResult:
+        """One read-only SELECT over ``events``; parameters bound, rows and time limited."""
+        return run_readonly(self._con, self._lock, query, params, has_table=self._metadata_location is not None)
 
     def close(self) -> None:
         self._con.close()
+
+
+def check_select(query: str) -> str:
+    """The single SELECT in ``query``, or a QueryError saying why it is refused."""
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as exc:
+        raise QueryError(f"SQL does not parse: {exc}") from None
+    if len(statements) != 1:
+        raise QueryError(f"send exactly one statement, got {len(statements)}")
+    statement = statements[0]
+    if statement.type != duckdb.StatementType.SELECT:
+        raise QueryError(f"only SELECT is allowed (read-only), got {statement.type.name}")
+    return str(statement.query)
+
+
+def run_readonly(
+    con: duckdb.DuckDBPyConnection,
+    lock: threading.Lock,
+    query: str,
+    params: list[Any] | None,
+    *,
+    has_table: bool,
+    max_rows: int = SQL_MAX_ROWS,
+    timeout_s: float = SQL_TIMEOUT_S,
+) -> SqlResult:
+    statement = check_select(query)
+    if not has_table:
+        raise QueryError("the lake holds no events yet")
+    with lock:
+        timer = threading.Timer(timeout_s, con.interrupt)
+        timer.start()
+        try:
+            cursor = con.execute(statement, params or [])
+            rows = cursor.fetchmany(max_rows + 1)
+            columns = [d[0] for d in cursor.description or []]
+        except duckdb.InterruptException:
+            raise QueryError(f"query ran past the {timeout_s:.0f} s limit and was stopped") from None
+        except duckdb.Error as exc:
+            raise QueryError(f"query failed: {exc}") from None
+        finally:
+            timer.cancel()
+    return SqlResult(columns, [tuple(r) for r in rows[:max_rows]], truncated=len(rows) > max_rows)

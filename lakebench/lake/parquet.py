@@ -18,7 +18,7 @@ DICTIONARY_COLUMNS = ["entity_ns", "type"]
 
 @dataclass(frozen=True, slots=True)
 class ParquetOptions:
-    row_group_bytes: int = 1 << 20  # uncompressed bytes per row group: a lookup reads about this much
+    row_group_bytes: int = 512 << 10  # uncompressed bytes per row group: a point lookup decodes about this much
     max_row_group_rows: int = 64 * 1024
     compression: str = "zstd"
     compression_level: int | None = None

@@ -1,0 +1,317 @@
+# ruff: noqa: S608 - SQL text here is built only from constants, the engine's own database name and
+# the catalog's file list; every user value travels as a bound {name:Type} parameter.
+"""``clickhouse``: ClickHouse in-process (chDB) — the seed's Option 3, ClickHouse for hot data.
+
+Events of the last ``hot_days`` (counted back from the newest event in the table) live in a
+MergeTree ordered by ``(entity_ns, entity_id, ts)`` with a text index for search; older events are
+read from the lake's Parquet files (the Iceberg snapshot's file list) through ClickHouse's
+``file``/``s3`` table functions. ``events`` is the union of both. Every user value is a query
+parameter (``{name:Type}``), bound by the server.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from ulid import ULID
+
+from lakebench.core.models import FIELDS, Event
+from lakebench.engines.base import (
+    CountField,
+    EntityRef,
+    Page,
+    QueryError,
+    QueryStats,
+    SearchHit,
+    SqlResult,
+    check_count_field,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+)
+from lakebench.engines.lake_sql import SQL_MAX_ROWS, check_select, micros
+from lakebench.engines.text import query_terms
+from lakebench.lake.catalog import Lake
+from lakebench.lake.schema import row_to_event
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+COLUMNS = ", ".join(FIELDS)
+SELECT_EVENT = ", ".join("toUnixTimestamp64Micro(ts) AS ts" if f == "ts" else f for f in FIELDS)
+SELECT_REF = "entity_ns, entity_id, event_id, toUnixTimestamp64Micro(ts) AS ts, version, type, title"
+TABLE_SCHEMA = (
+    "event_id String, entity_ns LowCardinality(String), entity_id String, ts DateTime64(6, 'UTC'), "
+    "type LowCardinality(String), title Nullable(String), body Nullable(String), version Int64, "
+    "attributes Nullable(String)"
+)
+SCHEMA_LITERAL = "'" + TABLE_SCHEMA.replace("'", "\\'") + "'"  # the schema as a string argument
+LATEST = "ORDER BY ts DESC, version DESC, event_id DESC LIMIT 1 BY entity_ns, entity_id"
+TEXT = "lowerUTF8(concat(coalesce(title, ''), ' ', coalesce(body, '')))"
+_FORBIDDEN_FUNCTIONS = re.compile(
+    r"\b(file|url|s3|s3Cluster|hdfs|remote|remoteSecure|mysql|postgresql|jdbc|odbc|executable|input|cluster|"
+    r"clusterAllReplicas|dictionary|azureBlobStorage|iceberg\w*|deltaLake\w*|hudi\w*|system)\b\s*[(.]",
+    re.IGNORECASE,
+)
+
+_session_lock = threading.Lock()
+_session: Any = None
+
+
+def _shared_session() -> Any:
+    """chDB allows one session per process; engines share it, each in its own database."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            from chdb import session as chs
+
+            _session = chs.Session(tempfile.mkdtemp(prefix="lakebench-chdb-"))  # type: ignore[no-untyped-call]
+        return _session
+
+
+def ch_literal(value: str) -> str:
+    """A ClickHouse string literal for a trusted value (a path from the catalog, a setting)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _ch_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "Bool"
+    if isinstance(value, int):
+        return "Int64"
+    if isinstance(value, float):
+        return "Float64"
+    if value is None:
+        return "Nullable(String)"
+    if isinstance(value, str):
+        return "String"
+    raise QueryError(f"parameter of type {type(value).__name__} is not supported (use str, int, float, bool, None)")
+
+
+class ClickHouseEngine:
+    name = "clickhouse"
+
+    def __init__(self, lake: Lake, hot_days: float = 30.0) -> None:
+        self._lake = lake
+        self._hot = timedelta(days=hot_days)
+        self._session = _shared_session()
+        self._db = f"lb_{str(ULID()).lower()}"
+        self._lock = threading.Lock()
+        self._loaded: set[str] = set()
+        self._cutoff_us: int | None = None
+        self._snapshot_id: int | None = -1
+        self._stats = QueryStats()
+        self._q(f"CREATE DATABASE {self._db}")
+        self._q(
+            f"CREATE TABLE {self._db}.hot ({TABLE_SCHEMA}, text_lc String MATERIALIZED {TEXT}, "
+            "INDEX text_idx text_lc TYPE text(tokenizer = 'splitByNonAlpha') GRANULARITY 1) "
+            "ENGINE = MergeTree ORDER BY (entity_ns, entity_id, ts) SETTINGS index_granularity = 1024"
+        )
+        self._cold_source = "null"
+        self._create_views([])
+        self.refresh()
+
+    @property
+    def last_stats(self) -> QueryStats:
+        return self._stats
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _q(self, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
+        result = self._session.query(query, "JSONCompact", params=params or {})
+        data = result.bytes()
+        if not data:
+            return []
+        rows: list[list[Any]] = orjson.loads(data)["data"]
+        return rows
+
+    def _file_source(self, urls: list[str]) -> str:
+        """A subquery reading exactly these Parquet files (the live snapshot's), local or on S3.
+
+        The glob covers the data folder; the ``_path`` filter picks the snapshot's files, and
+        ClickHouse opens only those (uncommitted or compacted-away files are never read).
+        """
+        if not urls:
+            return f"null({SCHEMA_LITERAL})"
+        if urls[0].startswith("file://"):
+            root = self._lake.store.root_url.removeprefix("file://")
+            paths = [u.removeprefix("file://") for u in urls]
+            source = f"file({ch_literal(root + '/events/data/**.parquet')}, Parquet, {SCHEMA_LITERAL})"
+        else:
+            s3 = self._lake.settings.s3
+            endpoint = (s3.endpoint or f"https://s3.{s3.region}.amazonaws.com").rstrip("/")
+            root_url = urlsplit(self._lake.store.root_url)
+            glob = f"{endpoint}/{root_url.netloc}{root_url.path}/events/data/**.parquet"
+            creds = "NOSIGN, "
+            if s3.access_key_id and s3.secret_access_key:
+                creds = f"{ch_literal(s3.access_key_id)}, {ch_literal(s3.secret_access_key)}, "
+            paths = [u.removeprefix("s3://") for u in urls]
+            source = f"s3({ch_literal(glob)}, {creds}'Parquet', {SCHEMA_LITERAL})"
+        listed = "[" + ", ".join(ch_literal(p) for p in paths) + "]"
+        return f"(SELECT {COLUMNS} FROM {source} WHERE _path IN {listed})"
+
+    def _create_views(self, urls: list[str]) -> None:
+        source = self._file_source(urls)
+        cutoff = self._cutoff_us if self._cutoff_us is not None else -(2**62)
+        self._q(
+            f"CREATE OR REPLACE VIEW {self._db}.cold AS SELECT {COLUMNS} FROM {source} "
+            f"WHERE toUnixTimestamp64Micro(ts) < {int(cutoff)}"
+        )
+        self._q(
+            f"CREATE OR REPLACE VIEW {self._db}.events AS SELECT {COLUMNS} FROM {self._db}.hot "
+            f"UNION ALL SELECT {COLUMNS} FROM {self._db}.cold"
+        )
+
+    # -- keeping up with the table --------------------------------------------------------------
+
+    def refresh(self) -> None:
+        table = self._lake.table()
+        snapshot = table.current_snapshot()
+        snapshot_id = snapshot.snapshot_id if snapshot is not None else None
+        with self._lock:
+            if snapshot_id == self._snapshot_id:
+                return
+            urls = [str(t.file.file_path) for t in table.scan().plan_files()] if snapshot is not None else []
+            newest = self._q(f"SELECT max(toUnixTimestamp64Micro(ts)) FROM {self._file_source(urls)}") if urls else []
+            newest_us = int(newest[0][0]) if newest and newest[0][0] is not None else None
+            cutoff = None if newest_us is None else newest_us - int(self._hot / timedelta(microseconds=1))
+            if cutoff != self._cutoff_us or not self._loaded <= set(urls):  # window moved or files compacted
+                self._q(f"TRUNCATE TABLE {self._db}.hot")
+                self._loaded = set()
+                self._cutoff_us = cutoff
+            new = [u for u in urls if u not in self._loaded]
+            if new and cutoff is not None:
+                self._q(
+                    f"INSERT INTO {self._db}.hot ({COLUMNS}) SELECT {COLUMNS} FROM {self._file_source(new)} "
+                    f"WHERE toUnixTimestamp64Micro(ts) >= {int(cutoff)}"
+                )
+            self._loaded |= set(new)
+            self._create_views(urls)
+            self._snapshot_id = snapshot_id
+
+    def hot_rows(self) -> int:
+        return int(self._q(f"SELECT count() FROM {self._db}.hot")[0][0])
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def _rows(self, query: str, params: dict[str, Any]) -> list[list[Any]]:
+        with self._lock:
+            rows = self._q(query, params)
+        self._stats = QueryStats(rows=len(rows))
+        return rows
+
+    @staticmethod
+    def _event(row: list[Any]) -> Event:
+        values = dict(zip(FIELDS, row, strict=True))
+        values["ts"] = int(values["ts"])
+        return row_to_event(values)
+
+    @staticmethod
+    def _ref(row: list[Any]) -> EntityRef:
+        ns, eid, event_id, ts, version, kind, title = row
+        return EntityRef(ns, eid, event_id, EPOCH + timedelta(microseconds=int(ts)), int(version), kind, title)
+
+    def lookup(self, ns: str, entity_id: str) -> Event | None:
+        key = {"ns": ns, "id": entity_id}
+        where = "WHERE entity_ns = {ns:String} AND entity_id = {id:String}"
+        order = "ORDER BY ts DESC, version DESC, event_id DESC LIMIT 1"
+        for part in ("hot", "cold"):  # a hot version is always newer than any cold one
+            rows = self._rows(f"SELECT {SELECT_EVENT} FROM {self._db}.{part} {where} {order}", key)
+            if rows:
+                return self._event(rows[0])
+        return None
+
+    def history(self, ns: str, entity_id: str) -> list[Event]:
+        query = (
+            f"SELECT {SELECT_EVENT} FROM {self._db}.events WHERE entity_ns = {{ns:String}} "
+            "AND entity_id = {id:String} ORDER BY ts, version, event_id"
+        )
+        return [self._event(r) for r in self._rows(query, {"ns": ns, "id": entity_id})]
+
+    def list_namespace(self, ns: str, cursor: str | None = None, limit: int = 100) -> Page:
+        check_limit(limit)
+        query = (
+            f"SELECT {SELECT_REF} FROM (SELECT * FROM {self._db}.events WHERE entity_ns = {{ns:String}} "
+            f"AND entity_id > {{after:String}} {LATEST}) WHERE type != 'delete' ORDER BY entity_id LIMIT {{n:UInt32}}"
+        )
+        rows = self._rows(query, {"ns": ns, "after": decode_cursor(cursor) or "", "n": limit + 1})
+        items = [self._ref(r) for r in rows[:limit]]
+        return Page(items, encode_cursor(items[-1].entity_id) if len(rows) > limit and items else None)
+
+    def recent(self, limit: int = 20, ns: str | None = None) -> list[EntityRef]:
+        check_limit(limit)
+        where = "WHERE entity_ns = {ns:String}" if ns is not None else ""
+        query = f"SELECT {SELECT_REF} FROM {self._db}.events {where} ORDER BY ts DESC, event_id DESC LIMIT {{n:UInt32}}"
+        return [self._ref(r) for r in self._rows(query, {"ns": ns or "", "n": limit})]
+
+    def count_by(
+        self, field: CountField, since: datetime | None = None, until: datetime | None = None
+    ) -> list[tuple[str, int]]:
+        expr = {"entity_ns": "toString(entity_ns)", "type": "toString(type)", "day": "formatDateTime(ts, '%F')"}[
+            check_count_field(field)
+        ]
+        conditions, params = [], {}
+        if since is not None:
+            conditions.append("toUnixTimestamp64Micro(ts) >= {since:Int64}")
+            params["since"] = micros(since)
+        if until is not None:
+            conditions.append("toUnixTimestamp64Micro(ts) < {until:Int64}")
+            params["until"] = micros(until)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        query = f"SELECT {expr} AS value, count() FROM {self._db}.events {where} GROUP BY value ORDER BY value"
+        return [(str(v), int(c)) for v, c in self._rows(query, params)]
+
+    def search(self, query: str, limit: int = 10, ns: str | None = None) -> list[SearchHit]:
+        check_limit(limit)
+        terms = query_terms(query)
+        if not terms:
+            return []
+        params: dict[str, Any] = {f"t{i}": t for i, t in enumerate(terms)}
+        params["n"] = limit
+        matches = " AND ".join(f"hasToken(text_lc, {{t{i}:String}})" for i in range(len(terms)))
+        score = " + ".join(f"countSubstrings(text_lc, {{t{i}:String}})" for i in range(len(terms)))
+        ns_filter = ""
+        if ns is not None:
+            params["ns"] = ns
+            ns_filter = "AND entity_ns = {ns:String}"
+        sql = (
+            f"SELECT entity_ns, entity_id, event_id, title, toFloat64({score}) AS score FROM ("
+            f"SELECT entity_ns, entity_id, event_id, title, type, {TEXT} AS text_lc FROM {self._db}.events "
+            f"WHERE 1 {ns_filter} {LATEST}) WHERE type != 'delete' AND {matches} "
+            "ORDER BY score DESC, entity_ns, entity_id LIMIT {n:UInt32}"
+        )
+        return [SearchHit(r[0], r[1], r[2], r[3], float(r[4])) for r in self._rows(sql, params)]
+
+    def sql(self, query: str, params: list[Any] | None = None) -> SqlResult:
+        """One read-only SELECT over ``events``; ``?`` parameters become bound ClickHouse parameters."""
+        statement = check_select(query).strip().rstrip(";")
+        if _FORBIDDEN_FUNCTIONS.search(statement):
+            raise QueryError("only the table 'events' can be read; table functions and system tables are refused")
+        values = list(params or [])
+        pieces = re.split(r"\?", statement)
+        if len(pieces) - 1 != len(values):
+            raise QueryError(f"the query has {len(pieces) - 1} '?' placeholders but {len(values)} parameters")
+        bound = pieces[0] + "".join(
+            f"{{p{i}:{_ch_type(v)}}}" + piece for i, (v, piece) in enumerate(zip(values, pieces[1:], strict=True))
+        )
+        bound = re.sub(r"\bevents\b", f"{self._db}.events", bound)
+        bound += (
+            f" SETTINGS readonly = 2, max_result_rows = {SQL_MAX_ROWS + 1}, result_overflow_mode = 'break',"
+            " max_execution_time = 30"
+        )
+        try:
+            with self._lock:
+                result = self._session.query(bound, "JSONCompact", params={f"p{i}": v for i, v in enumerate(values)})
+        except Exception as exc:
+            raise QueryError(f"query failed: {str(exc)[:500]}") from None
+        document = orjson.loads(result.bytes() or b'{"meta": [], "data": []}')
+        rows = [tuple(r) for r in document["data"]]
+        return SqlResult([m["name"] for m in document["meta"]], rows[:SQL_MAX_ROWS], truncated=len(rows) > SQL_MAX_ROWS)
+
+    def close(self) -> None:
+        with self._lock:
+            self._q(f"DROP DATABASE IF EXISTS {self._db}")
