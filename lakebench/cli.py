@@ -485,6 +485,9 @@ def serve_pipeline(
     max_buffer_mb: Annotated[float, typer.Option("--max-buffer-mb", min=1.0, help="Past this, answer 503.")] = 512.0,
     max_body_bytes: MaxBodyOpt = Limits().max_body_bytes,
     writer_id: Annotated[str | None, typer.Option("--writer-id", help="Default: kept in the state dir.")] = None,
+    index: Annotated[
+        bool, typer.Option("--index/--no-index", help="Update the lake-indexed key and full-text indexes on commit.")
+    ] = False,
     lake: LakeOpt = DEFAULT_LAKE,
     catalog: CatalogOpt = None,
 ) -> None:
@@ -515,6 +518,11 @@ def serve_pipeline(
 
     get_layout(layout)  # fail before binding the port
     pipeline = Pipeline(target, config)
+    if index:
+        from lakebench.engines.lake_indexed import LakeIndexedEngine
+
+        indexer = LakeIndexedEngine(target)  # builds what is missing now, then keeps up after each commit
+        pipeline.on_commit.append(lambda _events: indexer.refresh())
     settings = IngestSettings(token=None if no_auth else token, max_request_bytes=int(max_request_mb * 1e6))
     err.print(f"pipeline {pipeline.writer_id} -> {target.url} (layout {layout}) on http://{host}:{port}")
     uvicorn.run(create_app(target, pipeline, settings), host=host, port=port, log_level="warning")

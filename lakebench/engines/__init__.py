@@ -8,7 +8,7 @@ from lakebench.core.errors import ConfigError
 from lakebench.engines.base import Engine
 from lakebench.lake.catalog import Lake
 
-__all__ = ["ENGINES", "Engine", "open_engine"]
+__all__ = ["ENGINES", "LOCAL_ENGINES", "Engine", "open_engine"]
 
 
 def _lake_sql(lake: Lake) -> Engine:
@@ -29,11 +29,19 @@ def _clickhouse(lake: Lake) -> Engine:
     return ClickHouseEngine(lake)
 
 
+def _r2sql(lake: Lake) -> Engine:
+    from lakebench.engines.r2sql import R2SqlEngine
+
+    return R2SqlEngine(lake)
+
+
 ENGINES: dict[str, Callable[[Lake], Engine]] = {
     "lake-sql": _lake_sql,
     "lake-indexed": _lake_indexed,
     "clickhouse": _clickhouse,
+    "r2sql": _r2sql,  # needs an R2 SQL account (LAKEBENCH_R2SQL_*)
 }
+LOCAL_ENGINES = ("lake-sql", "lake-indexed", "clickhouse")
 
 
 def open_engine(name: str, lake: Lake) -> Engine:

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from lakebench.core.config import Settings
 from lakebench.core.models import Event
 from lakebench.core.validate import parse_event
-from lakebench.engines import ENGINES, Engine, open_engine
+from lakebench.engines import LOCAL_ENGINES, Engine, open_engine
 from lakebench.engines.base import QueryError
+from lakebench.engines.r2sql import R2SqlConfig, R2SqlEngine
 from lakebench.generate.importers import read_records
 from lakebench.generate.synthetic import GeneratorSpec, generate
 from lakebench.lake.catalog import Lake
 from lakebench.lake.writer import LakeWriter, WriterOptions
 from tests.conformance.oracle import Oracle, ref
+from tests.integration.r2sql_standin import TOKEN as STANDIN_TOKEN
+from tests.integration.r2sql_standin import running_standin
 
-ENGINE_NAMES = sorted(ENGINES)
+ENGINE_NAMES = [*LOCAL_ENGINES, "r2sql"]  # r2sql runs against the local stand-in of its HTTP API
 REAL_FILES = {
     "tantivy-wiki": "wikipedia/enwiki-articles.sample1000.tantivy-wiki.json",
     "gharchive": "events/gharchive-2015-01-01-01.sample1000.tantivy-gh.json",
@@ -114,6 +115,10 @@ def dataset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 @pytest.fixture(scope="module", params=ENGINE_NAMES)
 def engine(request: pytest.FixtureRequest, dataset: tuple[Lake, Oracle]) -> Iterator[Engine]:
+    if request.param == "r2sql":
+        with running_standin(dataset[0]) as url:
+            yield R2SqlEngine(config=R2SqlConfig("acct", "bkt", STANDIN_TOKEN, url))
+        return
     opened = open_engine(request.param, dataset[0])
     yield opened
     opened.close()
@@ -258,10 +263,3 @@ def test_limits_are_validated(engine: Engine) -> None:
 def test_refs_carry_no_body(dataset: tuple[Lake, Oracle]) -> None:
     _, oracle = dataset
     assert ref(oracle.events[0]).title == oracle.events[0].title
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, default=str)
-
-
-__all__: list[Callable[..., Any]] = []

@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from lakebench.core.config import Settings
-from lakebench.engines import ENGINES, open_engine
+from lakebench.engines import LOCAL_ENGINES, open_engine
+from lakebench.engines.base import Engine
 from lakebench.engines.lake_indexed import LakeIndexedEngine
+from lakebench.engines.r2sql import R2SqlConfig, R2SqlEngine
 from lakebench.generate.synthetic import GeneratorSpec, generate
 from lakebench.lake.catalog import Lake
 from lakebench.lake.writer import LakeWriter, WriterOptions
 from tests.conformance.oracle import Oracle
+from tests.integration.r2sql_standin import TOKEN as STANDIN_TOKEN
+from tests.integration.r2sql_standin import running_standin
 
 pytestmark = pytest.mark.s3
 
 
-@pytest.mark.parametrize("name", sorted(ENGINES))
+@pytest.mark.parametrize("name", [*LOCAL_ENGINES, "r2sql"])
 def test_engine_answers_on_s3(s3_settings: Settings, name: str) -> None:
     events = list(generate(GeneratorSpec(count=150, avg_size_kb=1, seed=5)))
     with Lake(s3_settings) as lake:
         LakeWriter(lake, WriterOptions(target_file_bytes=60_000)).write(events)
         oracle = Oracle(events)
-        engine = open_engine(name, lake)
-        try:
+        with contextlib.ExitStack() as stack:
+            engine: Engine
+            if name == "r2sql":  # the client, against the stand-in of R2 SQL's API serving this S3 lake
+                url = stack.enter_context(running_standin(lake))
+                engine = R2SqlEngine(config=R2SqlConfig("acct", "bkt", STANDIN_TOKEN, url))
+            else:
+                engine = open_engine(name, lake)
+            stack.callback(engine.close)
             for ns, eid in list(oracle.by_key)[:40]:
                 assert engine.lookup(ns, eid) == oracle.lookup(ns, eid)
                 assert engine.history(ns, eid) == oracle.history(ns, eid)
@@ -32,8 +44,6 @@ def test_engine_answers_on_s3(s3_settings: Settings, name: str) -> None:
             assert engine.count_by("day") == oracle.count_by("day")
             term = oracle.term_frequencies().most_common(5)[-1][0]
             assert {(h.entity_ns, h.entity_id, h.event_id) for h in engine.search(term, 10_000)} == oracle.search(term)
-        finally:
-            engine.close()
 
 
 def test_lake_indexed_makes_exactly_one_get_per_lookup_once_warm(s3_settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -167,3 +168,28 @@ def test_compaction_keeps_layout_folders_apart(lake: Lake, tmp_path: Path, make_
     assert report.written_files == 2
     folders = sorted({o.key.rsplit("/", 1)[0] for o in lake.store.list("events/data/")})
     assert folders == ["events/data/year=2025/month=10/day=05", "events/data/year=2025/month=10/day=06"]
+
+
+def test_indexes_are_updated_on_commit(lake: Lake, tmp_path: Path, make_event: MakeEvent) -> None:
+    from lakebench.engines.lake_indexed import LakeIndexedEngine
+    from lakebench.index.fulltext import MANIFEST
+    from lakebench.index.keys import segment_key
+
+    indexer = LakeIndexedEngine(lake, cache_dir=tmp_path / "indexer-cache")
+    pipeline = run_pipeline(lake, tmp_path, roll_interval_s=3600, idle_s=3600)
+    pipeline.on_commit.append(lambda _events: indexer.refresh())
+    try:
+        pipeline.submit([make_event(entity_id="Fresh Page", body="quokka sightings")])
+        pipeline.flush()
+    finally:
+        pipeline.stop()
+    data_files = [o.key for o in lake.store.list("events/data/")]
+    assert data_files and all(lake.store.exists(segment_key(k)) for k in data_files)
+    manifest = json.loads(lake.store.get(MANIFEST))
+    assert set(manifest["indexed"]) == set(data_files)
+    reader = LakeIndexedEngine(lake, cache_dir=tmp_path / "reader-cache")  # a fresh reader builds nothing
+    try:
+        assert [h.entity_id for h in reader.search("quokka", 5)] == ["Fresh Page"]
+    finally:
+        reader.close()
+        indexer.close()
