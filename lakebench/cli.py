@@ -245,6 +245,15 @@ def _event_document(event: Event, full: bool) -> dict[str, Any]:
     return doc
 
 
+def _open_engine(name: str, lake: str, catalog: str | None) -> Any:
+    from lakebench.engines import open_engine
+    from lakebench.lake.catalog import Lake
+
+    target = Lake(_settings(lake, catalog))
+    target.table(create=False)
+    return open_engine(name, target)
+
+
 @app.command()
 def lookup(
     ns: Annotated[str, typer.Argument(help="Namespace, e.g. en.wikipedia.org")],
@@ -258,12 +267,7 @@ def lookup(
     """The latest version of one entity (the seed's most critical query)."""
     import time
 
-    from lakebench.engines import open_engine
-    from lakebench.lake.catalog import Lake
-
-    target = Lake(_settings(lake, catalog))
-    target.table(create=False)
-    query_engine = open_engine(engine, target)
+    query_engine = _open_engine(engine, lake, catalog)
     try:
         started = time.perf_counter_ns()
         event = query_engine.lookup(ns, entity_id)
@@ -290,15 +294,6 @@ def lookup(
         out.print_json(data=_event_document(event, full))
     if event is None:
         raise typer.Exit(1)
-
-
-def _open_engine(name: str, lake: str, catalog: str | None) -> Any:
-    from lakebench.engines import open_engine
-    from lakebench.lake.catalog import Lake
-
-    target = Lake(_settings(lake, catalog))
-    target.table(create=False)
-    return open_engine(name, target)
 
 
 @app.command()

@@ -169,13 +169,11 @@ class ClickHouseEngine:
     # -- keeping up with the table --------------------------------------------------------------
 
     def refresh(self) -> None:
-        table = self._lake.table()
-        snapshot = table.current_snapshot()
-        snapshot_id = snapshot.snapshot_id if snapshot is not None else None
+        snapshot_id, files = self._lake.snapshot_files()
         with self._lock:
             if snapshot_id == self._snapshot_id:
                 return
-            urls = [str(t.file.file_path) for t in table.scan().plan_files()] if snapshot is not None else []
+            urls = sorted(files)
             newest = self._q(f"SELECT max(toUnixTimestamp64Micro(ts)) FROM {self._file_source(urls)}") if urls else []
             newest_us = int(newest[0][0]) if newest and newest[0][0] is not None else None
             cutoff = None if newest_us is None else newest_us - int(self._hot / timedelta(microseconds=1))
@@ -273,15 +271,22 @@ class ClickHouseEngine:
         params: dict[str, Any] = {f"t{i}": t for i, t in enumerate(terms)}
         params["n"] = limit
         matches = " AND ".join(f"hasToken(text_lc, {{t{i}:String}})" for i in range(len(terms)))
+        cold_matches = " AND ".join(f"hasToken({TEXT}, {{t{i}:String}})" for i in range(len(terms)))
         score = " + ".join(f"countSubstrings(text_lc, {{t{i}:String}})" for i in range(len(terms)))
         ns_filter = ""
         if ns is not None:
             params["ns"] = ns
             ns_filter = "AND entity_ns = {ns:String}"
+        # Candidates: keys with any matching version (the text index answers for the hot part), then
+        # only their latest versions are checked, since a newer version may no longer match.
+        candidates = (
+            f"SELECT entity_ns, entity_id FROM {self._db}.hot WHERE {matches} {ns_filter} "
+            f"UNION ALL SELECT entity_ns, entity_id FROM {self._db}.cold WHERE {cold_matches} {ns_filter}"
+        )
         sql = (
             f"SELECT entity_ns, entity_id, event_id, title, toFloat64({score}) AS score FROM ("
             f"SELECT entity_ns, entity_id, event_id, title, type, {TEXT} AS text_lc FROM {self._db}.events "
-            f"WHERE 1 {ns_filter} {LATEST}) WHERE type != 'delete' AND {matches} "
+            f"WHERE (entity_ns, entity_id) IN ({candidates}) {LATEST}) WHERE type != 'delete' AND {matches} "
             "ORDER BY score DESC, entity_ns, entity_id LIMIT {n:UInt32}"
         )
         return [SearchHit(r[0], r[1], r[2], r[3], float(r[4])) for r in self._rows(sql, params)]

@@ -53,21 +53,12 @@ class LakeIndexedEngine:
 
     # -- keeping up with the table ----------------------------------------------------------------
 
-    def _data_key(self, path: str) -> str:
-        root = self._store.root_url + "/"
-        return path[len(root) :] if path.startswith(root) else path
-
     def refresh(self) -> None:
-        table = self._lake.table()
-        snapshot = table.current_snapshot()
-        snapshot_id = snapshot.snapshot_id if snapshot is not None else None
+        snapshot_id, files = self._lake.snapshot_files()
         with self._lock:
             if snapshot_id == self._snapshot_id:
                 return
-            live: dict[str, int] = {}
-            if snapshot is not None:
-                for task in table.scan().plan_files():
-                    live[self._data_key(str(task.file.file_path))] = int(task.file.file_size_in_bytes)
+            live = {self._lake.key_of(url): size for url, size in files.items()}
             fresh_data: dict[str, bytes] = {}
             for key in sorted(live.keys() - self._segments.keys()):
                 segment, data = load_or_build(self._store, key)

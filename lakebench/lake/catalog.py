@@ -117,6 +117,20 @@ class Lake:
             properties=TABLE_PROPERTIES,
         )
 
+    def snapshot_files(self) -> tuple[int | None, dict[str, int]]:
+        """The current snapshot's id and its live data files (URL -> size in bytes)."""
+        table = self.table()
+        snapshot = table.current_snapshot()
+        if snapshot is None:
+            return None, {}
+        files = {str(t.file.file_path): int(t.file.file_size_in_bytes) for t in table.scan().plan_files()}
+        return int(snapshot.snapshot_id), files
+
+    def key_of(self, url: str) -> str:
+        """The object-store key of a file URL inside the lake."""
+        root = self.store.root_url + "/"
+        return url[len(root) :] if url.startswith(root) else url
+
     def exists(self) -> bool:
         return bool(self.catalog.table_exists(IDENTIFIER))
 

@@ -54,9 +54,7 @@ class CompactReport:
 
 
 def _key_of(lake: Lake, data_file: DataFile) -> str:
-    root = lake.store.root_url + "/"
-    path = str(data_file.file_path)
-    return path[len(root) :] if path.startswith(root) else path
+    return lake.key_of(str(data_file.file_path))
 
 
 def _folder(key: str) -> str:
