@@ -301,12 +301,11 @@ def history(
     ns: Annotated[str, typer.Argument(help="Namespace")],
     entity_id: Annotated[str, typer.Argument(help="Entity id")],
     engine: EngineOpt = "lake-sql",
-    full: Annotated[bool, typer.Option("--full", help="Print whole bodies.")] = False,
     lake: LakeOpt = DEFAULT_LAKE,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Every version of one entity, oldest first."""
+    """Every version of one entity, oldest first (--json for the full events)."""
     query_engine = _open_engine(engine, lake, catalog)
     try:
         events = query_engine.history(ns, entity_id)

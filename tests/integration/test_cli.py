@@ -159,3 +159,37 @@ def test_rest_catalog_is_selected_by_url(tmp_path: Path) -> None:
     lake = Lake(Settings(lake=str(tmp_path / "lake"), catalog="http://127.0.0.1:9/catalog", catalog_warehouse="wh"))
     with pytest.raises(ConfigError, match=r"Iceberg REST catalog at http://127\.0\.0\.1:9/catalog"):
         lake.table()
+
+
+def test_history_search_and_sql_commands(tmp_path: Path) -> None:
+    lake = str(tmp_path / "lake")
+    source = write_lines(
+        tmp_path / "e.ndjson",
+        [
+            GOOD % "Quokka",
+            '{"entity_ns": "en.wikipedia.org", "entity_id": "Quokka", "ts": "2025-10-05T12:00:00Z", '
+            '"body": "marsupial quokka facts", "version": 2}',
+        ],
+    )
+    assert runner.invoke(app, ["ingest", str(source), "--lake", lake]).exit_code == 0
+    history = runner.invoke(app, ["history", "en.wikipedia.org", "Quokka", "--lake", lake, "--json"])
+    assert [e["version"] for e in json.loads(history.stdout)["events"]] == [1, 2]
+    for engine in ("lake-indexed", "lake-sql", "clickhouse"):
+        found = runner.invoke(app, ["search", "Marsupial", "--lake", lake, "--engine", engine, "--json"])
+        assert found.exit_code == 0, found.output
+        assert [h["entity_id"] for h in json.loads(found.stdout)["hits"]] == ["Quokka"]
+    rows = runner.invoke(
+        app,
+        [
+            "sql",
+            "SELECT version FROM events WHERE entity_id = ? ORDER BY version",
+            "-p",
+            "Quokka",
+            "--lake",
+            lake,
+            "--json",
+        ],
+    )
+    assert json.loads(rows.stdout)["rows"] == [[1], [2]]
+    refused = runner.invoke(app, ["sql", "DELETE FROM events", "--lake", lake])
+    assert refused.exit_code != 0 and "only SELECT" in str(refused.exception)
