@@ -34,6 +34,8 @@ from lakebench.engines.base import (
     check_limit,
     decode_cursor,
     encode_cursor,
+    rename_table,
+    split_placeholders,
 )
 from lakebench.engines.lake_sql import SQL_MAX_ROWS, check_select, micros
 from lakebench.engines.text import query_terms
@@ -297,13 +299,13 @@ class ClickHouseEngine:
         if _FORBIDDEN_FUNCTIONS.search(statement):
             raise QueryError("only the table 'events' can be read; table functions and system tables are refused")
         values = list(params or [])
-        pieces = re.split(r"\?", statement)
+        pieces = split_placeholders(statement)
         if len(pieces) - 1 != len(values):
             raise QueryError(f"the query has {len(pieces) - 1} '?' placeholders but {len(values)} parameters")
         bound = pieces[0] + "".join(
             f"{{p{i}:{_ch_type(v)}}}" + piece for i, (v, piece) in enumerate(zip(values, pieces[1:], strict=True))
         )
-        bound = re.sub(r"\bevents\b", f"{self._db}.events", bound)
+        bound = rename_table(bound, f"{self._db}.events")
         bound += (
             f" SETTINGS readonly = 2, max_result_rows = {SQL_MAX_ROWS + 1}, result_overflow_mode = 'break',"
             " max_execution_time = 30"

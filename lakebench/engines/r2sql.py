@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -43,6 +42,8 @@ from lakebench.engines.base import (
     check_limit,
     decode_cursor,
     encode_cursor,
+    rename_table,
+    split_placeholders,
 )
 from lakebench.engines.lake_sql import SQL_MAX_ROWS, check_select
 from lakebench.engines.text import document_text, query_terms, tokens
@@ -268,12 +269,12 @@ class R2SqlEngine:
 
     def sql(self, query: str, params: list[Any] | None = None) -> SqlResult:
         statement = check_select(query).strip().rstrip(";")
-        pieces = statement.split("?")
+        pieces = split_placeholders(statement)
         values = list(params or [])
         if len(pieces) - 1 != len(values):
             raise QueryError(f"the query has {len(pieces) - 1} '?' placeholders but {len(values)} parameters")
         text = pieces[0] + "".join(literal(v) + piece for v, piece in zip(values, pieces[1:], strict=True))
-        text = re.sub(r"\bevents\b", self._config.table, text)
+        text = rename_table(text, self._config.table)
         columns, rows = self._query(text)
         table = [tuple(r.get(c) for c in columns) for r in rows]
         return SqlResult(columns, table[:SQL_MAX_ROWS], truncated=len(table) > SQL_MAX_ROWS)

@@ -215,6 +215,9 @@ def test_sql_binds_parameters_and_agrees(engine: Engine, dataset: tuple[Lake, Or
     ns = oracle.events[0].entity_ns
     result = engine.sql("SELECT count(*) AS n FROM events WHERE entity_ns = ?", [ns])
     assert result.rows == [(sum(1 for e in oracle.events if e.entity_ns == ns),)]
+    # 'events' inside a string literal stays a string: only the table identifier is mapped.
+    literal = engine.sql("SELECT count(*) AS n FROM events WHERE entity_id <> 'events' AND entity_ns = ?", [ns])
+    assert literal.rows == result.rows
     for hostile in INJECTIONS:
         assert engine.sql("SELECT count(*) AS n FROM events WHERE entity_id = ?", [hostile]).rows == [
             (sum(1 for e in oracle.events if e.entity_id == hostile),)
