@@ -193,3 +193,20 @@ def test_indexes_are_updated_on_commit(lake: Lake, tmp_path: Path, make_event: M
     finally:
         reader.close()
         indexer.close()
+
+
+def test_failed_flushes_are_retried_and_lose_nothing(lake: Lake, tmp_path: Path, make_event: MakeEvent) -> None:
+    from lakebench.storage.faulty import FaultyStore
+
+    faulty = FaultyStore(lake.store, fail_writes=3)
+    lake.store = faulty  # the object store is down for the first three writes
+    pipeline = run_pipeline(lake, tmp_path, roll_interval_s=0.05, idle_s=0.05)
+    try:
+        events = [make_event(entity_id=f"retry {i}") for i in range(20)]
+        assert pipeline.submit(events) == ["accepted"] * 20  # durable in the WAL, store or no store
+        wait_for(lambda: pipeline.stats.committed_events == 20, timeout=30)
+        assert faulty.failures == 3 and pipeline.stats.last_error is not None
+    finally:
+        pipeline.stop()
+    ids = [e.event_id for e in arrow_to_events(lake.table().scan().to_arrow())]
+    assert sorted(ids) == sorted(e.event_id for e in events)
