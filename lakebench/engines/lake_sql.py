@@ -79,10 +79,6 @@ class LakeSqlEngine:
     def last_stats(self) -> QueryStats:
         return self._stats
 
-    @property
-    def has_data(self) -> bool:
-        return self._metadata_location is not None
-
     def refresh(self) -> None:
         table = self._lake.table()
         location = table.metadata_location if table.current_snapshot() is not None else None

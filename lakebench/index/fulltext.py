@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,10 +183,6 @@ class FullTextIndex:
                 )
             )
         return sorted(hits, key=lambda h: (-h.score, h.ns, h.entity_id))
-
-    def reset_cache(self) -> None:
-        shutil.rmtree(self.cache_dir, ignore_errors=True)
-        self._index = None
 
 
 def docs_from_file(data: bytes) -> pa.Table:

@@ -138,6 +138,3 @@ class KeyIndex:
         lo = int(np.searchsorted(self.hashes, h, "left"))
         hi = int(np.searchsorted(self.hashes, h, "right"))
         return lo, hi
-
-    def __len__(self) -> int:
-        return len(self.hashes)

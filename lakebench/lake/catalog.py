@@ -131,9 +131,6 @@ class Lake:
         root = self.store.root_url + "/"
         return url[len(root) :] if url.startswith(root) else url
 
-    def exists(self) -> bool:
-        return bool(self.catalog.table_exists(IDENTIFIER))
-
     def close(self) -> None:
         """Release the catalog's database connections."""
         if "catalog" in self.__dict__:

@@ -122,10 +122,6 @@ class Pipeline:
 
     # -- start / stop ---------------------------------------------------------------------------
 
-    def committed_offset(self) -> int:
-        table = self.lake.table()
-        return int(table.properties.get(self.offset_property, "-1"))
-
     def start(self) -> None:
         """Recover: what the table already holds is skipped, the rest of the WAL is buffered again."""
         table = self.lake.table()

@@ -266,3 +266,21 @@ def test_limits_are_validated(engine: Engine) -> None:
 def test_refs_carry_no_body(dataset: tuple[Lake, Oracle]) -> None:
     _, oracle = dataset
     assert ref(oracle.events[0]).title == oracle.events[0].title
+
+
+def test_clickhouse_hot_window_and_lake_archive_answer_together(dataset: tuple[Lake, Oracle]) -> None:
+    from lakebench.engines.clickhouse import ClickHouseEngine
+
+    lake, oracle = dataset
+    days = {e.ts.date() for e in oracle.events}
+    if len(days) < 3:
+        pytest.skip("this dataset spans too few days to split into hot and cold")
+    engine = ClickHouseEngine(lake, hot_days=5)
+    try:
+        assert 0 < engine.hot_rows() < len(oracle.events)  # part in the MergeTree, the rest read from the lake
+        for ns, eid in sample_keys(oracle, 60):
+            assert engine.lookup(ns, eid) == oracle.lookup(ns, eid)
+            assert engine.history(ns, eid) == oracle.history(ns, eid)
+        assert engine.count_by("day") == oracle.count_by("day")
+    finally:
+        engine.close()
