@@ -33,7 +33,7 @@ from lakebench.core.validate import parse_event
 from lakebench.lake.catalog import Lake
 from lakebench.lake.layouts import get_layout
 from lakebench.lake.writer import LakeWriter, WriterOptions
-from lakebench.pipeline.wal import WriteAheadLog
+from lakebench.pipeline.wal import WalCorrupted, WriteAheadLog
 
 log = logging.getLogger(__name__)
 Status = Literal["accepted", "duplicate"]
@@ -133,7 +133,8 @@ class Pipeline:
             self._ids.update(ids.to_pylist())
         for offset, payload in self.wal.replay(after=committed):
             event = parse_event(orjson.loads(payload), Limits(max_body_bytes=1 << 62))
-            assert isinstance(event, Event), f"WAL record {offset} no longer parses: {event}"
+            if not isinstance(event, Event):
+                raise WalCorrupted(f"WAL record {offset} in {self.wal.folder} no longer parses as an event: {event}")
             self._ids.add(event.event_id)
             self._append_to_buffer([event], offset, [len(payload)])
             self.stats.replayed += 1
@@ -146,9 +147,11 @@ class Pipeline:
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
-        if flush:
-            self.flush()
-        self.wal.close()
+        try:
+            if flush:
+                self.flush()  # what fails to commit here stays in the WAL for the next start
+        finally:
+            self.wal.close()
 
     # -- ingest ---------------------------------------------------------------------------------
 
