@@ -6,11 +6,13 @@ PostgreSQL URL (``postgresql+psycopg://...``) as the catalog to share one table 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from lakebench.core.config import Settings
-from lakebench.core.errors import ConfigError
+from lakebench.core.errors import ConfigError, TransientError
 from lakebench.lake.schema import IDENTIFIER, NAMESPACE, SCHEMA, SORT_ORDER
 from lakebench.storage import ObjectStore, open_store
 
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 DATA_PREFIX = "events/data"
+COMMIT_ATTEMPTS = 8
+T = TypeVar("T")
 TABLE_PROPERTIES = {
     "format-version": "2",
     "write.parquet.compression-codec": "zstd",
@@ -116,6 +120,23 @@ class Lake:
             sort_order=SORT_ORDER,
             properties=TABLE_PROPERTIES,
         )
+
+    def commit_with_retry(self, attempt: Callable[[Table], T], what: str, attempts: int = COMMIT_ATTEMPTS) -> T:
+        """Run ``attempt`` on freshly loaded table metadata until its commit wins.
+
+        pyiceberg does not retry a commit that loses a race with another writer (it raises
+        ``CommitFailedException``): reload and try again, backing off a little each time.
+        """
+        from pyiceberg.exceptions import CommitFailedException
+
+        for n in range(1, attempts + 1):
+            try:
+                return attempt(self.table())
+            except CommitFailedException as exc:
+                if n == attempts:
+                    raise TransientError(f"{what} lost {n} commit races with other writers: {exc}") from exc
+                time.sleep(0.02 * n)  # back-off between commit attempts, not a measured figure
+        raise AssertionError("unreachable")
 
     def snapshot_files(self) -> tuple[int | None, dict[str, int]]:
         """The current snapshot's id and its live data files (URL -> size in bytes)."""

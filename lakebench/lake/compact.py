@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from pyiceberg.manifest import DataFile
     from pyiceberg.table import Table
 
-COMMIT_ATTEMPTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,33 +104,27 @@ def _merge(lake: Lake, group: list[DataFile], options: CompactOptions, report: C
 
 
 def _commit(lake: Lake, old: list[DataFile], new_keys: list[str]) -> int:
-    from pyiceberg.exceptions import CommitFailedException
     from pyiceberg.io.pyarrow import parquet_file_to_data_file
 
     old_paths = {str(f.file_path) for f in old}
-    for attempt in range(1, COMMIT_ATTEMPTS + 1):
-        table = lake.table()
+
+    def attempt(table: Table) -> int:
         live = {str(t.file.file_path): t.file for t in table.scan().plan_files()}
         if not old_paths <= live.keys():
             raise TransientError("another compaction replaced some of these files first; run compact again")
         new_files = [parquet_file_to_data_file(table.io, table.metadata, lake.store.url_for(k)) for k in new_keys]
-        try:
-            with table.transaction() as tx:
-                props = {"lakebench.operation": "compact"}
-                with tx.update_snapshot(snapshot_properties=props).overwrite() as overwrite:
-                    for path in old_paths:
-                        overwrite.delete_data_file(live[path])
-                    for data_file in new_files:
-                        overwrite.append_data_file(data_file)
-        except CommitFailedException:
-            if attempt == COMMIT_ATTEMPTS:
-                raise
-            time.sleep(0.05 * attempt)
-            continue
+        with table.transaction() as tx:
+            props = {"lakebench.operation": "compact"}
+            with tx.update_snapshot(snapshot_properties=props).overwrite() as overwrite:
+                for path in old_paths:
+                    overwrite.delete_data_file(live[path])
+                for data_file in new_files:
+                    overwrite.append_data_file(data_file)
         snapshot = table.current_snapshot()
         assert snapshot is not None
         return int(snapshot.snapshot_id)
-    raise AssertionError("unreachable")
+
+    return lake.commit_with_retry(attempt, f"compaction of {len(old)} files")
 
 
 def expire_snapshots(table: Table, options: CompactOptions) -> int:

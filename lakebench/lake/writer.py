@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 from ulid import ULID
 
-from lakebench.core.errors import TransientError
 from lakebench.core.models import Event
 from lakebench.lake.catalog import DATA_PREFIX, Lake
 from lakebench.lake.layouts import FlatLayout, Layout
@@ -31,7 +30,6 @@ from lakebench.lake.schema import events_to_arrow
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
-COMMIT_ATTEMPTS = 8
 NameFn = Callable[[int], str]  # file number within the write -> file name (without folder)
 
 
@@ -169,31 +167,21 @@ class LakeWriter:
         properties: dict[str, str],
         already_committed: Callable[[Table], bool] | None = None,
     ) -> tuple[int, bool]:
-        """Add the files (and set ``properties``) in one transaction; (snapshot id, whether we committed).
-
-        pyiceberg does not retry a commit that loses a race with another writer: reload and retry.
-        """
-        from pyiceberg.exceptions import CommitFailedException
-
+        """Add the files (and set ``properties``) in one transaction; (snapshot id, whether we committed)."""
         snapshot_summary = {"lakebench.events": str(result.events), "lakebench.raw-bytes": str(result.raw_bytes)}
         snapshot_summary |= summary
         urls = [f.url for f in result.files]
-        for attempt in range(1, COMMIT_ATTEMPTS + 1):
-            table = self.lake.table()  # fresh metadata on every attempt
+
+        def attempt(table: Table) -> tuple[int, bool]:
             if already_committed is not None and already_committed(table):
-                snapshot = table.current_snapshot()
-                return (int(snapshot.snapshot_id) if snapshot else 0), False
-            try:
-                with table.transaction() as tx:
-                    if properties:
-                        tx.set_properties(properties)
-                    tx.add_files(urls, snapshot_properties=snapshot_summary, check_duplicate_files=False)
-            except CommitFailedException as exc:
-                if attempt == COMMIT_ATTEMPTS:
-                    raise TransientError(f"commit of {len(urls)} files lost {attempt} races with other writers: {exc}") from exc
-                time.sleep(0.02 * attempt)
-                continue
+                current = table.current_snapshot()
+                return (int(current.snapshot_id) if current else 0), False
+            with table.transaction() as tx:
+                if properties:
+                    tx.set_properties(properties)
+                tx.add_files(urls, snapshot_properties=snapshot_summary, check_duplicate_files=False)
             snapshot = table.current_snapshot()
             assert snapshot is not None
             return int(snapshot.snapshot_id), True
-        raise AssertionError("unreachable")
+
+        return self.lake.commit_with_retry(attempt, f"commit of {len(urls)} files")

@@ -154,3 +154,27 @@ def test_empty_write_commits_nothing(local_settings: Settings) -> None:
     result = LakeWriter(lake).write([])
     assert result.files == [] and result.snapshot_id is None
     assert lake.table().current_snapshot() is None
+
+
+def test_lost_commit_races_are_retried_on_fresh_metadata_then_reported(local_settings: Settings) -> None:
+    from pyiceberg.exceptions import CommitFailedException
+
+    from lakebench.core.errors import TransientError
+
+    lake = Lake(local_settings)
+    seen: list[object] = []
+
+    def flaky(table: object) -> str:
+        seen.append(table)
+        if len(seen) < 3:
+            raise CommitFailedException("another writer committed first")
+        return "committed"
+
+    assert lake.commit_with_retry(flaky, "test commit") == "committed"
+    assert len(seen) == 3 and len({id(t) for t in seen}) == 3  # reloaded every time
+
+    def always_loses(table: object) -> str:
+        raise CommitFailedException("lost again")
+
+    with pytest.raises(TransientError, match="test commit lost 4 commit races"):
+        lake.commit_with_retry(always_loses, "test commit", attempts=4)
