@@ -103,7 +103,9 @@ class ClickHouseEngine:
         self._session = _shared_session()
         self._db = f"lb_{str(ULID()).lower()}"
         self._lock = threading.Lock()
-        self._loaded: set[str] = set()
+        self._loaded: set[str] = set()  # files whose hot rows are in the MergeTree
+        self._scanned: set[str] = set()  # files whose newest ts is folded into _newest_us
+        self._newest_us: int | None = None
         self._cutoff_us: int | None = None
         self._snapshot_id: int | None = -1
         self._stats = QueryStats()
@@ -176,8 +178,13 @@ class ClickHouseEngine:
             if snapshot_id == self._snapshot_id:
                 return
             urls = sorted(files)
-            newest = self._q(f"SELECT max(toUnixTimestamp64Micro(ts)) FROM {self._file_source(urls)}") if urls else []
-            newest_us = int(newest[0][0]) if newest and newest[0][0] is not None else None
+            unseen = [u for u in urls if u not in self._scanned]  # files are immutable: read each one's ts once
+            if unseen:
+                newest = self._q(f"SELECT max(toUnixTimestamp64Micro(ts)) FROM {self._file_source(unseen)}")
+                if newest and newest[0][0] is not None:
+                    self._newest_us = max(self._newest_us or int(newest[0][0]), int(newest[0][0]))
+                self._scanned |= set(unseen)
+            newest_us = self._newest_us if urls else None
             cutoff = None if newest_us is None else newest_us - int(self._hot / timedelta(microseconds=1))
             if cutoff != self._cutoff_us or not self._loaded <= set(urls):  # window moved or files compacted
                 self._q(f"TRUNCATE TABLE {self._db}.hot")
