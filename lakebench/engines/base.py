@@ -17,7 +17,6 @@ Every engine answers with the same semantics (the conformance suite holds them t
 from __future__ import annotations
 
 import base64
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal, Protocol, runtime_checkable
@@ -121,43 +120,6 @@ def decode_cursor(cursor: str | None) -> str | None:
         return base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True).decode("utf-8")
     except (ValueError, UnicodeError):
         raise QueryError(f"cursor {cursor[:40]!r} is not one this engine handed out") from None
-
-
-def _segments(sql: str) -> list[tuple[str, bool]]:
-    """``sql`` cut into (text, quoted) pieces: string literals and quoted identifiers are quoted."""
-    pieces: list[tuple[str, bool]] = []
-    i, start, n = 0, 0, len(sql)
-    while i < n:
-        quote = sql[i]
-        if quote not in "'\"`":
-            i += 1
-            continue
-        end = i + 1
-        while end < n and not (sql[end] == quote and sql[end + 1 : end + 2] != quote):
-            end += 2 if sql[end] == quote else 1  # a doubled quote stays inside the literal
-        pieces += [(sql[start:i], False), (sql[i : end + 1], True)]
-        i = start = end + 1
-    pieces.append((sql[start:], False))
-    return [p for p in pieces if p[0]]
-
-
-def rename_table(sql: str, new_name: str, table: str = "events") -> str:
-    """Replace the identifier ``table`` with ``new_name`` outside quoted strings and identifiers."""
-    pattern = re.compile(rf"(?<![\w.]){re.escape(table)}(?!\w)")
-    return "".join(text if quoted else pattern.sub(new_name, text) for text, quoted in _segments(sql))
-
-
-def split_placeholders(sql: str) -> list[str]:
-    """``sql`` split at its ``?`` placeholders (not at a ``?`` inside a quoted string)."""
-    parts = [""]
-    for text, quoted in _segments(sql):
-        if quoted:
-            parts[-1] += text
-            continue
-        first, *rest = text.split("?")
-        parts[-1] += first
-        parts += rest
-    return parts
 
 
 def check_limit(limit: int) -> int:

@@ -11,17 +11,23 @@ parameter (``{name:Type}``), bound by the server.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import re
+import shutil
 import tempfile
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import orjson
+from sqlglot import exp
 from ulid import ULID
 
 from lakebench.core.models import FIELDS, Event
+from lakebench.engines import sandbox
 from lakebench.engines.base import (
     CountField,
     EntityRef,
@@ -34,10 +40,9 @@ from lakebench.engines.base import (
     check_limit,
     decode_cursor,
     encode_cursor,
-    rename_table,
-    split_placeholders,
 )
-from lakebench.engines.lake_sql import SQL_MAX_ROWS, check_select, micros
+from lakebench.engines.lake_sql import micros
+from lakebench.engines.sandbox import SqlLimits
 from lakebench.engines.text import query_terms
 from lakebench.lake.catalog import Lake
 from lakebench.lake.schema import row_to_event
@@ -54,25 +59,61 @@ TABLE_SCHEMA = (
 SCHEMA_LITERAL = "'" + TABLE_SCHEMA.replace("'", "\\'") + "'"  # the schema as a string argument
 LATEST = "ORDER BY ts DESC, version DESC, event_id DESC LIMIT 1 BY entity_ns, entity_id"
 TEXT = "lowerUTF8(concat(coalesce(title, ''), ' ', coalesce(body, '')))"
-_FORBIDDEN_FUNCTIONS = re.compile(
-    r"\b(file|url|s3|s3Cluster|hdfs|remote|remoteSecure|mysql|postgresql|jdbc|odbc|executable|input|cluster|"
-    r"clusterAllReplicas|dictionary|azureBlobStorage|iceberg\w*|deltaLake\w*|hudi\w*|system)\b\s*[(.]",
-    re.IGNORECASE,
-)
-
-_session_lock = threading.Lock()
-_session: Any = None
 
 
-def _shared_session() -> Any:
-    """chDB allows one session per process; engines share it, each in its own database."""
-    global _session
-    with _session_lock:
-        if _session is None:
-            from chdb import session as chs
+class _SharedSession:
+    """chDB allows one session per process: engines share it, each in a database of its own.
+    The session's folder is removed when the last engine closes (or the process exits)."""
 
-            _session = chs.Session(tempfile.mkdtemp(prefix="lakebench-chdb-"))  # type: ignore[no-untyped-call]
-        return _session
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._folder: str | None = None
+        self._users = 0
+        atexit.register(self._close)
+
+    def acquire(self) -> Any:
+        with self._lock:
+            if self._session is None:
+                from chdb import session as chs
+
+                self._folder = tempfile.mkdtemp(prefix="lakebench-chdb-")
+                self._session = chs.Session(self._folder)  # type: ignore[no-untyped-call]
+            self._users += 1
+            return self._session
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users <= 0:
+                self._close_locked()
+
+    def _close(self) -> None:
+        with self._lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+        self._users = 0
+
+
+_SESSION = _SharedSession()
+
+
+def param_value(value: Any) -> Any:
+    """A query-parameter value as ClickHouse reads it: strings in its escaped text form, in which
+    a backslash starts an escape (so ``C:\\temp`` must be sent as ``C:\\\\temp``)."""
+    if isinstance(value, str):
+        return value.translate(_ESCAPES)
+    return value
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
 
 
 def ch_literal(value: str) -> str:
@@ -97,10 +138,11 @@ def _ch_type(value: Any) -> str:
 class ClickHouseEngine:
     name = "clickhouse"
 
-    def __init__(self, lake: Lake, hot_days: float = 30.0) -> None:
+    def __init__(self, lake: Lake, hot_days: float = 30.0, sql_limits: SqlLimits = SqlLimits()) -> None:
         self._lake = lake
         self._hot = timedelta(days=hot_days)
-        self._session = _shared_session()
+        self._sql_limits = sql_limits
+        self._session = _SESSION.acquire()
         self._db = f"lb_{str(ULID()).lower()}"
         self._lock = threading.Lock()
         self._loaded: set[str] = set()  # files whose hot rows are in the MergeTree
@@ -125,9 +167,21 @@ class ClickHouseEngine:
 
     # -- plumbing -------------------------------------------------------------------------------
 
+    def _run(self, query: str, params: dict[str, Any]) -> bytes:
+        """One query's JSONCompact output. chDB keeps a failed query's partial output and hands it
+        out in front of the next query's, so after a failure one throwaway query drains it."""
+        try:
+            data: bytes = self._session.query(
+                query, "JSONCompact", params={k: param_value(v) for k, v in params.items()}
+            ).bytes()
+        except Exception:
+            with contextlib.suppress(Exception):
+                self._session.query("SELECT 1", "JSONCompact")
+            raise
+        return data
+
     def _q(self, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
-        result = self._session.query(query, "JSONCompact", params=params or {})
-        data = result.bytes()
+        data = self._run(query, params or {})
         if not data:
             return []
         rows: list[list[Any]] = orjson.loads(data)["data"]
@@ -144,12 +198,12 @@ class ClickHouseEngine:
         if urls[0].startswith("file://"):
             root = self._lake.store.root_url.removeprefix("file://")
             paths = [u.removeprefix("file://") for u in urls]
-            source = f"file({ch_literal(root + '/events/data/**.parquet')}, Parquet, {SCHEMA_LITERAL})"
+            source = f"file({ch_literal(root + '/events/data/**/*.parquet')}, Parquet, {SCHEMA_LITERAL})"
         else:
             s3 = self._lake.settings.s3
             endpoint = (s3.endpoint or f"https://s3.{s3.region}.amazonaws.com").rstrip("/")
             root_url = urlsplit(self._lake.store.root_url)
-            glob = f"{endpoint}/{root_url.netloc}{root_url.path}/events/data/**.parquet"
+            glob = f"{endpoint}/{root_url.netloc}{root_url.path}/events/data/**/*.parquet"
             creds = "NOSIGN, "
             if s3.access_key_id and s3.secret_access_key:
                 creds = f"{ch_literal(s3.access_key_id)}, {ch_literal(s3.secret_access_key)}, "
@@ -301,31 +355,66 @@ class ClickHouseEngine:
         return [SearchHit(r[0], r[1], r[2], r[3], float(r[4])) for r in self._rows(sql, params)]
 
     def sql(self, query: str, params: list[Any] | None = None) -> SqlResult:
-        """One read-only SELECT over ``events``; ``?`` parameters become bound ClickHouse parameters."""
-        statement = check_select(query).strip().rstrip(";")
-        if _FORBIDDEN_FUNCTIONS.search(statement):
-            raise QueryError("only the table 'events' can be read; table functions and system tables are refused")
+        """One read-only SELECT over ``events``, checked by the sandbox and rendered from its parse
+        tree; ``?`` parameters become bound ClickHouse parameters; the limits are settings appended
+        after the rendered query, which no comment or clause of the user's can reach."""
+        limits = self._sql_limits
+        checked = sandbox.check(query, sandbox.CLICKHOUSE, limits)
         values = list(params or [])
-        pieces = split_placeholders(statement)
-        if len(pieces) - 1 != len(values):
-            raise QueryError(f"the query has {len(pieces) - 1} '?' placeholders but {len(values)} parameters")
-        bound = pieces[0] + "".join(
-            f"{{p{i}:{_ch_type(v)}}}" + piece for i, (v, piece) in enumerate(zip(values, pieces[1:], strict=True))
-        )
-        bound = rename_table(bound, f"{self._db}.events")
-        bound += (
-            f" SETTINGS readonly = 2, max_result_rows = {SQL_MAX_ROWS + 1}, result_overflow_mode = 'break',"
-            " max_execution_time = 30"
+        sandbox.count_parameters(checked, values)
+
+        def bind(i: int, _: exp.Placeholder) -> exp.Expr:
+            sandbox.literal(values[i])  # the same value rules for every engine
+            kind = exp.DataType.build(_ch_type(values[i]), dialect="clickhouse")
+            return exp.Placeholder(this=exp.var(f"p{i}"), kind=kind)
+
+        table = exp.table_(TABLE_NAME, db=self._db)
+        text = checked.render(sandbox.CLICKHOUSE, table=table, bind=bind)
+        text += (
+            f" SETTINGS readonly = 2, max_execution_time = {limits.timeout_s:g}, timeout_overflow_mode = 'throw', "
+            f"max_memory_usage = {limits.memory_bytes}, max_threads = {limits.threads}, "
+            f"max_result_rows = {limits.max_rows + 1}, result_overflow_mode = 'break', "
+            "session_timezone = 'UTC', output_format_json_quote_64bit_integers = 0"
         )
         try:
             with self._lock:
-                result = self._session.query(bound, "JSONCompact", params={f"p{i}": v for i, v in enumerate(values)})
+                data = self._run(text, {f"p{i}": v for i, v in enumerate(values)})
         except Exception as exc:
-            raise QueryError(f"query failed: {str(exc)[:500]}") from None
-        document = orjson.loads(result.bytes() or b'{"meta": [], "data": []}')
-        rows = [tuple(r) for r in document["data"]]
-        return SqlResult([m["name"] for m in document["meta"]], rows[:SQL_MAX_ROWS], truncated=len(rows) > SQL_MAX_ROWS)
+            raise QueryError(f"query failed: {_ch_message(str(exc))}") from None
+        document = orjson.loads(data or b'{"meta": [], "data": []}')
+        types = [m["type"] for m in document["meta"]]
+        rows = [tuple(_python(v, t) for v, t in zip(r, types, strict=True)) for r in document["data"]]
+        self._stats = QueryStats(rows=min(len(rows), limits.max_rows))
+        return SqlResult(
+            [m["name"] for m in document["meta"]], rows[: limits.max_rows], truncated=len(rows) > limits.max_rows
+        )
 
     def close(self) -> None:
         with self._lock:
+            if self._session is None:
+                return
             self._q(f"DROP DATABASE IF EXISTS {self._db}")
+            self._session = None
+        _SESSION.release()
+
+
+TABLE_NAME = "events"
+
+
+def _ch_message(text: str) -> str:
+    """ClickHouse's error without its stack trace, and a limit said in plain words."""
+    first = text.strip().splitlines()[0] if text.strip() else text
+    if "TIMEOUT_EXCEEDED" in text or "Timeout exceeded" in text:
+        return "the query ran past its time limit and was stopped"
+    if "MEMORY_LIMIT_EXCEEDED" in text or "Memory limit" in text:
+        return "the query needed more than its memory limit and was stopped"
+    return first[:500]
+
+
+def _python(value: Any, kind: str) -> Any:
+    """A JSONCompact value as the contract returns it: DateTime64 as an aware UTC datetime."""
+    if isinstance(value, str) and "DateTime" in kind:
+        zone = re.search(r"'([^']+)'", kind)  # DateTime64(6, 'Asia/Tokyo') prints local time there
+        at = datetime.fromisoformat(value).replace(tzinfo=ZoneInfo(zone.group(1)) if zone else UTC)
+        return at.astimezone(UTC)
+    return value

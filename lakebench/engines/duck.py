@@ -43,12 +43,19 @@ def lake_root(settings: Settings) -> str:
     return (url.removeprefix("file://") if url.startswith("file://") else url).rstrip("/") + "/"
 
 
-def connect(settings: Settings, *, sandbox: bool = True, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    settings: Settings, *, sandbox: bool = True, threads: int | None = None, memory_bytes: int | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A new DuckDB instance (its own memory pool) that reads the lake; sandboxed unless told not to."""
     con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
     for name in EXTENSIONS:
         con.execute(f"LOAD {sql_literal(str(extension_path(name)))}")
+    con.execute("SET TimeZone = 'UTC'")  # timestamps come back in UTC, whatever the machine's zone
     if threads is not None:
         con.execute(f"SET threads = {int(threads)}")
+    if memory_bytes is not None:
+        con.execute(f"SET memory_limit = '{int(memory_bytes)}B'")
+        con.execute("SET max_temp_directory_size = '0B'")  # no spilling past the limit onto disk
     if settings.lake_url.startswith("s3://"):
         s3 = settings.s3
         options = ["TYPE s3", f"REGION {sql_literal(s3.region)}"]

@@ -23,6 +23,7 @@ import pyarrow as pa
 from lakebench.core.models import FIELDS, Event
 from lakebench.engines.base import CountField, EntityRef, Page, QueryStats, SearchHit, SqlResult, check_limit
 from lakebench.engines.lake_sql import LakeSqlEngine
+from lakebench.engines.sandbox import SqlLimits
 from lakebench.engines.text import document_text, query_terms
 from lakebench.index.fulltext import Doc, FullTextIndex, default_cache_dir, docs_from_file
 from lakebench.index.keys import KeyIndex, Segment, load_or_build
@@ -34,10 +35,10 @@ from lakebench.lake.schema import row_to_event
 class LakeIndexedEngine:
     name = "lake-indexed"
 
-    def __init__(self, lake: Lake, cache_dir: Path | None = None) -> None:
+    def __init__(self, lake: Lake, cache_dir: Path | None = None, sql_limits: SqlLimits = SqlLimits()) -> None:
         self._lake = lake
         self._store = lake.store
-        self._sql = LakeSqlEngine(lake)
+        self._sql = LakeSqlEngine(lake, sql_limits)
         self._lock = threading.RLock()
         self._segments: dict[str, Segment] = {}
         self._footers: dict[str, CachedFooter] = {}

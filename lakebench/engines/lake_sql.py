@@ -12,9 +12,10 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import duckdb
+from sqlglot import exp
 
 from lakebench.core.models import FIELDS, Event
+from lakebench.engines import sandbox
 from lakebench.engines.base import (
     CountField,
     EntityRef,
@@ -29,6 +30,8 @@ from lakebench.engines.base import (
     encode_cursor,
 )
 from lakebench.engines.duck import connect, sql_literal
+from lakebench.engines.sandbox import SqlLimits
+from lakebench.engines.sqlworker import SqlWorker
 from lakebench.engines.text import query_terms, term_regex
 from lakebench.lake.catalog import Lake
 from lakebench.lake.schema import row_to_event
@@ -49,8 +52,6 @@ _COUNT_EXPR = {
     "type": "type",
     "day": "strftime(make_timestamp(epoch_us(ts)), '%Y-%m-%d')",
 }
-SQL_MAX_ROWS = 10_000
-SQL_TIMEOUT_S = 30.0
 
 
 def micros(at: datetime) -> int:
@@ -67,12 +68,13 @@ def ref_from_row(row: tuple[Any, ...]) -> EntityRef:
 class LakeSqlEngine:
     name = "lake-sql"
 
-    def __init__(self, lake: Lake) -> None:
+    def __init__(self, lake: Lake, sql_limits: SqlLimits = SqlLimits()) -> None:
         self._lake = lake
         self._con = connect(lake.settings)
         self._lock = threading.Lock()
         self._metadata_location: str | None = None
         self._stats = QueryStats()
+        self._user_sql = UserSql(lake, sql_limits)
         self.refresh()
 
     @property
@@ -159,51 +161,34 @@ class LakeSqlEngine:
         return [SearchHit(r[0], r[1], r[2], r[3], float(r[4])) for r in rows]
 
     def sql(self, query: str, params: list[Any] | None = None) -> SqlResult:
-        """One read-only SELECT over ``events``; parameters bound, rows and time limited."""
-        return run_readonly(self._con, self._lock, query, params, has_table=self._metadata_location is not None)
+        """One read-only SELECT over ``events`` (checked by the sandbox); parameters bound; rows,
+        time and memory limited by a DuckDB instance of its own."""
+        result = self._user_sql.run(query, params or [], self._metadata_location)
+        self._stats = QueryStats(rows=len(result.rows))
+        return result
 
     def close(self) -> None:
+        self._user_sql.close()
         self._con.close()
 
 
-def check_select(query: str) -> str:
-    """The single SELECT in ``query``, or a QueryError saying why it is refused."""
-    try:
-        statements = duckdb.extract_statements(query)
-    except duckdb.Error as exc:
-        raise QueryError(f"SQL does not parse: {exc}") from None
-    if len(statements) != 1:
-        raise QueryError(f"send exactly one statement, got {len(statements)}")
-    statement = statements[0]
-    if statement.type != duckdb.StatementType.SELECT:
-        raise QueryError(f"only SELECT is allowed (read-only), got {statement.type.name}")
-    return str(statement.query)
+class UserSql:
+    """Users' SQL: checked and rendered by the sandbox, run by a worker process of its own (its
+    memory bounded by the operating system, its time by a watchdog), never on the engine's connection."""
 
+    def __init__(self, lake: Lake, limits: SqlLimits) -> None:
+        self.limits = limits
+        self._worker = SqlWorker(lake.settings, limits)
 
-def run_readonly(
-    con: duckdb.DuckDBPyConnection,
-    lock: threading.Lock,
-    query: str,
-    params: list[Any] | None,
-    *,
-    has_table: bool,
-    max_rows: int = SQL_MAX_ROWS,
-    timeout_s: float = SQL_TIMEOUT_S,
-) -> SqlResult:
-    statement = check_select(query)
-    if not has_table:
-        raise QueryError("the lake holds no events yet")
-    with lock:
-        timer = threading.Timer(timeout_s, con.interrupt)
-        timer.start()
-        try:
-            cursor = con.execute(statement, params or [])
-            rows = cursor.fetchmany(max_rows + 1)
-            columns = [d[0] for d in cursor.description or []]
-        except duckdb.InterruptException:
-            raise QueryError(f"query ran past the {timeout_s:.0f} s limit and was stopped") from None
-        except duckdb.Error as exc:
-            raise QueryError(f"query failed: {exc}") from None
-        finally:
-            timer.cancel()
-    return SqlResult(columns, [tuple(r) for r in rows[:max_rows]], truncated=len(rows) > max_rows)
+    def run(self, query: str, params: list[Any], location: str | None) -> SqlResult:
+        checked = sandbox.check(query, sandbox.DUCKDB, self.limits)
+        sandbox.count_parameters(checked, params)
+        for value in params:
+            sandbox.literal(value)  # the same value rules for every engine
+        text = checked.render(sandbox.DUCKDB, bind=lambda i, _: exp.Parameter(this=exp.Literal.number(i + 1)))
+        if location is None:
+            raise QueryError("the lake holds no events yet")
+        return self._worker.run(location, text, params)
+
+    def close(self) -> None:
+        self._worker.close()

@@ -30,6 +30,7 @@ from typing import Any
 from lakebench.core.errors import ConfigError, TransientError
 from lakebench.core.models import Event
 from lakebench.core.validate import parse_timestamp
+from lakebench.engines import sandbox
 from lakebench.engines.base import (
     CountField,
     EntityRef,
@@ -42,16 +43,14 @@ from lakebench.engines.base import (
     check_limit,
     decode_cursor,
     encode_cursor,
-    rename_table,
-    split_placeholders,
 )
-from lakebench.engines.lake_sql import SQL_MAX_ROWS, check_select
+from lakebench.engines.sandbox import SqlLimits
 from lakebench.engines.text import document_text, query_terms, tokens
 from lakebench.lake.catalog import Lake
 from lakebench.lake.schema import row_to_event
 
 DEFAULT_ENDPOINT = "https://api.sql.cloudflarestorage.com"
-Post = Callable[[str, dict[str, str], bytes], tuple[int, bytes]]
+Post = Callable[[str, dict[str, str], bytes, float], tuple[int, bytes]]
 _REF = "entity_ns, entity_id, event_id, ts, version, type, title"
 
 
@@ -86,29 +85,19 @@ class R2SqlConfig:
 
 
 def literal(value: Any) -> str:
-    """A SQL literal for R2 SQL, which cannot bind parameters."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, datetime):
-        value = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    if not isinstance(value, str):
-        raise QueryError(f"parameter of type {type(value).__name__} is not supported")
-    if "\x00" in value:
-        raise QueryError("string parameters must not contain NUL characters")
-    return "'" + value.replace("'", "''") + "'"
+    """A SQL literal for R2 SQL, which cannot bind parameters (rendered by the sandbox's printer)."""
+    return sandbox.literal(value).sql(dialect=sandbox.R2SQL.sqlglot)
 
 
-def _urllib_post(url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+def _urllib_post(url: str, headers: dict[str, str], body: bytes, timeout: float = 60.0) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status), bytes(response.read())
     except urllib.error.HTTPError as exc:
         return int(exc.code), bytes(exc.read())
+    except TimeoutError:
+        raise QueryError(f"R2 SQL did not answer within {timeout:g} s; the query was abandoned") from None
     except OSError as exc:
         raise TransientError(f"R2 SQL at {url} is unreachable: {exc}") from exc
 
@@ -127,6 +116,13 @@ def _ts(value: Any) -> datetime:
     return parsed
 
 
+def _sql_value(value: Any, kind: str) -> Any:
+    """Timestamps (ISO-8601 text in R2 SQL's JSON) as aware UTC datetimes, as every engine returns them."""
+    if isinstance(value, str) and kind.upper().startswith("TIMESTAMP"):
+        return _ts(value)
+    return value
+
+
 def _order(row: dict[str, Any]) -> tuple[datetime, int, str]:
     return (row["ts"], int(row["version"]), row["event_id"])
 
@@ -134,10 +130,17 @@ def _order(row: dict[str, Any]) -> tuple[datetime, int, str]:
 class R2SqlEngine:
     name = "r2sql"
 
-    def __init__(self, lake: Lake | None = None, config: R2SqlConfig | None = None, post: Post | None = None) -> None:
+    def __init__(
+        self,
+        lake: Lake | None = None,
+        config: R2SqlConfig | None = None,
+        post: Post | None = None,
+        sql_limits: SqlLimits = SqlLimits(),
+    ) -> None:
         self._config = config or R2SqlConfig.from_env()
         self._post = post or _urllib_post
         self._stats = QueryStats()
+        self._sql_limits = sql_limits
 
     @property
     def last_stats(self) -> QueryStats:
@@ -146,9 +149,9 @@ class R2SqlEngine:
     def refresh(self) -> None:
         """R2 SQL reads the catalog's current snapshot on every query."""
 
-    def _query(self, sql: str) -> tuple[list[str], list[dict[str, Any]]]:
+    def _query(self, sql: str, timeout: float = 60.0) -> tuple[list[str], list[dict[str, Any]], list[str]]:
         headers = {"Authorization": f"Bearer {self._config.token}", "Content-Type": "application/json"}
-        status, body = self._post(self._config.url, headers, json.dumps({"query": sql}).encode())
+        status, body = self._post(self._config.url, headers, json.dumps({"query": sql}).encode(), timeout)
         try:
             document = json.loads(body) if body else {}
         except json.JSONDecodeError:
@@ -169,10 +172,11 @@ class R2SqlEngine:
             requests={"R2": int(metrics.get("r2_requests_count", 0))},
             files_scanned=metrics.get("files_scanned"),
         )
-        return [c["name"] for c in result.get("schema") or []], rows
+        schema = result.get("schema") or []
+        return [c["name"] for c in schema], rows, [str(c.get("type", "")) for c in schema]
 
     def _rows(self, columns: str, where: str) -> list[dict[str, Any]]:
-        _, rows = self._query(f"SELECT {columns} FROM {self._config.table} WHERE {where}")  # noqa: S608
+        _, rows, _ = self._query(f"SELECT {columns} FROM {self._config.table} WHERE {where}")  # noqa: S608
         for row in rows:
             row["ts"] = _ts(row["ts"])
         return rows
@@ -268,16 +272,22 @@ class R2SqlEngine:
         return hits[:limit]
 
     def sql(self, query: str, params: list[Any] | None = None) -> SqlResult:
-        statement = check_select(query).strip().rstrip(";")
-        pieces = split_placeholders(statement)
+        """The sandbox's rules, then the values inlined as literals rendered by the same printer."""
+        limits = self._sql_limits
+        checked = sandbox.check(query, sandbox.R2SQL, limits)
         values = list(params or [])
-        if len(pieces) - 1 != len(values):
-            raise QueryError(f"the query has {len(pieces) - 1} '?' placeholders but {len(values)} parameters")
-        text = pieces[0] + "".join(literal(v) + piece for v, piece in zip(values, pieces[1:], strict=True))
-        text = rename_table(text, self._config.table)
-        columns, rows = self._query(text)
-        table = [tuple(r.get(c) for c in columns) for r in rows]
-        return SqlResult(columns, table[:SQL_MAX_ROWS], truncated=len(table) > SQL_MAX_ROWS)
+        sandbox.count_parameters(checked, values)
+        text = checked.render(
+            sandbox.R2SQL,
+            table=sandbox.parse_table(self._config.table, sandbox.R2SQL),
+            bind=lambda i, _: sandbox.literal(values[i]),
+        )
+        columns, rows, types = self._query(text, timeout=limits.timeout_s)
+        table = [
+            tuple(_sql_value(r.get(c), t) for c, t in zip(columns, types or [""] * len(columns), strict=True))
+            for r in rows
+        ]
+        return SqlResult(columns, table[: limits.max_rows], truncated=len(table) > limits.max_rows)
 
     def close(self) -> None:
         pass

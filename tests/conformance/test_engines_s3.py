@@ -13,6 +13,7 @@ from lakebench.engines.lake_indexed import LakeIndexedEngine
 from lakebench.engines.r2sql import R2SqlConfig, R2SqlEngine
 from lakebench.generate.synthetic import GeneratorSpec, generate
 from lakebench.lake.catalog import Lake
+from lakebench.lake.layouts import get_layout
 from lakebench.lake.writer import LakeWriter, WriterOptions
 from tests.conformance.oracle import Oracle
 from tests.integration.r2sql_standin import TOKEN as STANDIN_TOKEN
@@ -21,11 +22,12 @@ from tests.integration.r2sql_standin import running_standin
 pytestmark = pytest.mark.s3
 
 
+@pytest.mark.parametrize("layout", ["flat", "hive-time"])
 @pytest.mark.parametrize("name", [*LOCAL_ENGINES, "r2sql"])
-def test_engine_answers_on_s3(s3_settings: Settings, name: str) -> None:
+def test_engine_answers_on_s3(s3_settings: Settings, name: str, layout: str) -> None:
     events = list(generate(GeneratorSpec(count=150, avg_size_kb=1, seed=5)))
     with Lake(s3_settings) as lake:
-        LakeWriter(lake, WriterOptions(target_file_bytes=60_000)).write(events)
+        LakeWriter(lake, WriterOptions(target_file_bytes=60_000), get_layout(layout)).write(events)
         oracle = Oracle(events)
         with contextlib.ExitStack() as stack:
             engine: Engine
@@ -42,6 +44,7 @@ def test_engine_answers_on_s3(s3_settings: Settings, name: str) -> None:
             ns = events[0].entity_ns
             assert engine.list_namespace(ns, None, 10_000).items == oracle.listing(ns)
             assert engine.count_by("day") == oracle.count_by("day")
+            assert engine.sql("SELECT count(*) FROM events").rows == [(len(events),)]
             term = oracle.term_frequencies().most_common(5)[-1][0]
             assert {(h.entity_ns, h.entity_id, h.event_id) for h in engine.search(term, 10_000)} == oracle.search(term)
 

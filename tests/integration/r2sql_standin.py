@@ -13,8 +13,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import duckdb
+import orjson
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from ulid import ULID
 
@@ -24,7 +25,7 @@ from lakebench.lake.catalog import Lake
 TOKEN = "r2-sql-test-token"
 
 
-def standin_app(lake: Lake, account: str, bucket: str) -> FastAPI:
+def standin_app(lake: Lake, account: str, bucket: str, timeout_s: float = 30.0) -> FastAPI:
     app = FastAPI()
     engine = LakeSqlEngine(lake)
 
@@ -40,7 +41,7 @@ def standin_app(lake: Lake, account: str, bucket: str) -> FastAPI:
         )
 
     @app.post("/api/v1/accounts/{acct}/r2-sql/query/{bkt}")
-    async def query(acct: str, bkt: str, request: Request) -> JSONResponse:
+    async def query(acct: str, bkt: str, request: Request) -> Response:
         if request.headers.get("authorization") != f"Bearer {TOKEN}":
             return failure(401, "Authentication error")
         if (acct, bkt) != (account, bucket):
@@ -60,37 +61,46 @@ def standin_app(lake: Lake, account: str, bucket: str) -> FastAPI:
                     else f'"{c}"'
                     for c, t in zip(columns, types, strict=True)
                 )
-                rows = engine._con.execute(f"SELECT {projection} FROM ({sql})").fetchall()
+                # R2 SQL stops long queries on its side; the stand-in does too.
+                timer = threading.Timer(timeout_s, engine._con.interrupt)
+                timer.start()
+                try:
+                    rows = engine._con.execute(f"SELECT {projection} FROM ({sql})").fetchall()
+                finally:
+                    timer.cancel()
         except duckdb.Error as exc:
             return failure(400, str(exc))
         out = []
         for row in rows:
             out.append(dict(zip(columns, row, strict=True)))
-        return JSONResponse(
-            {
-                "success": True,
-                "errors": [],
-                "messages": [],
-                "result": {
-                    "request_id": str(ULID()),
-                    "schema": [{"name": c, "type": t} for c, t in zip(columns, types, strict=True)],
-                    "rows": out,
-                    "metrics": {"r2_requests_count": 1, "files_scanned": 1, "bytes_scanned": 0},
-                },
-            }
+        return Response(
+            orjson.dumps(
+                {
+                    "success": True,
+                    "errors": [],
+                    "messages": [],
+                    "result": {
+                        "request_id": str(ULID()),
+                        "schema": [{"name": c, "type": t} for c, t in zip(columns, types, strict=True)],
+                        "rows": out,
+                        "metrics": {"r2_requests_count": 1, "files_scanned": 1, "bytes_scanned": 0},
+                    },
+                }
+            ),
+            media_type="application/json",
         )
 
     return app
 
 
 @contextmanager
-def running_standin(lake: Lake, account: str = "acct", bucket: str = "bkt") -> Iterator[str]:
+def running_standin(lake: Lake, account: str = "acct", bucket: str = "bkt", timeout_s: float = 30.0) -> Iterator[str]:
     """Serve the stand-in on loopback in a thread; yields its endpoint URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(standin_app(lake, account, bucket), host="127.0.0.1", port=port, log_level="error")
+        uvicorn.Config(standin_app(lake, account, bucket, timeout_s), host="127.0.0.1", port=port, log_level="error")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

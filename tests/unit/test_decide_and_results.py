@@ -56,23 +56,3 @@ def test_result_files_are_never_overwritten(tmp_path: Path) -> None:
     assert path == tmp_path / "2026-11-29" / "01J0000000000000000000TEST.json"
     with pytest.raises(FileExistsError):
         write_result(result, tmp_path)
-
-
-def test_rename_table_touches_only_the_identifier() -> None:
-    from lakebench.engines.base import rename_table
-
-    sql = "SELECT 'events', \"events\", my_events, x.events, `events` FROM events JOIN events e ON 1"
-    assert rename_table(sql, "db.t") == (
-        "SELECT 'events', \"events\", my_events, x.events, `events` FROM db.t JOIN db.t e ON 1"
-    )
-    assert rename_table("SELECT 'it''s events' FROM events", "t") == "SELECT 'it''s events' FROM t"
-
-
-def test_split_placeholders_ignores_question_marks_in_literals() -> None:
-    from lakebench.engines.base import split_placeholders
-
-    assert split_placeholders("SELECT '?' , a FROM t WHERE b = ? AND c LIKE '%?%' AND d = ?") == [
-        "SELECT '?' , a FROM t WHERE b = ",
-        " AND c LIKE '%?%' AND d = ",
-        "",
-    ]
