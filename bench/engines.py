@@ -64,8 +64,8 @@ def build_lake(settings: Settings, events: int, avg_kb: float) -> tuple[Lake, fl
 
 def search_terms(lake: Lake, keys: KeySpace) -> list[str]:
     """Real words of the lake's documents outside the most common few hundred: selective, as search terms are."""
+    from lakebench.core.text import tokens
     from lakebench.engines.lake_sql import LakeSqlEngine
-    from lakebench.engines.text import tokens
     from lakebench.generate.text import COMMON
 
     common = set(COMMON)

@@ -476,6 +476,21 @@ def serve_pipeline(
     roll_interval: Annotated[float, typer.Option("--roll-interval", min=0.01, help="Roll the oldest after (s).")] = 5.0,
     idle: Annotated[float, typer.Option("--idle", min=0.01, help="Roll after this long without events (s).")] = 1.0,
     max_request_mb: Annotated[float, typer.Option("--max-request-mb", min=0.001)] = 5.0,
+    max_decompressed_mb: Annotated[
+        float, typer.Option("--max-decompressed-mb", min=0.001, help="Largest gzip body once decompressed.")
+    ] = 50.0,
+    body_timeout: Annotated[
+        float, typer.Option("--body-timeout", min=0.01, help="Answer 408 when a body stalls this long (s).")
+    ] = 10.0,
+    dedupe_window: Annotated[
+        int, typer.Option("--dedupe-window", min=1, help="Committed event ids remembered for duplicates.")
+    ] = 1_000_000,
+    dedupe_days: Annotated[
+        float, typer.Option("--dedupe-days", min=0.0, help="... and for at most this many days.")
+    ] = 7.0,
+    dlq_max_mb: Annotated[
+        float, typer.Option("--dlq-max-mb", min=0.0, help="Dead letters kept in the lake, in all.")
+    ] = 1024.0,
     max_buffer_mb: Annotated[float, typer.Option("--max-buffer-mb", min=1.0, help="Past this, answer 503.")] = 512.0,
     max_body_bytes: MaxBodyOpt = Limits().max_body_bytes,
     writer_id: Annotated[str | None, typer.Option("--writer-id", help="Default: kept in the state dir.")] = None,
@@ -489,9 +504,10 @@ def serve_pipeline(
     import uvicorn
 
     from lakebench.api.app import create_app
+    from lakebench.api.ingest import IngestSettings
     from lakebench.lake.catalog import Lake
     from lakebench.pipeline.core import Pipeline, PipelineConfig
-    from lakebench.pipeline.http import IngestSettings
+    from lakebench.pipeline.dlq import DeadLetters
 
     if token is None and not no_auth:
         raise LakebenchError("serve needs a token (--token or LAKEBENCH_TOKEN), or --no-auth for local use")
@@ -507,6 +523,8 @@ def serve_pipeline(
         max_buffer_bytes=int(max_buffer_mb * 1e6),
         limits=Limits(max_body_bytes=max_body_bytes),
         writer_id=writer_id,
+        dedupe_window=dedupe_window,
+        dedupe_max_age_s=dedupe_days * 86400,
     )
     from lakebench.lake.layouts import get_layout
 
@@ -516,10 +534,16 @@ def serve_pipeline(
         from lakebench.engines.lake_indexed import LakeIndexedEngine
 
         indexer = LakeIndexedEngine(target)  # builds what is missing now, then keeps up after each commit
-        pipeline.on_commit.append(lambda _events: indexer.refresh())
-    settings = IngestSettings(token=None if no_auth else token, max_request_bytes=int(max_request_mb * 1e6))
+        pipeline.hooks.flushed.append(lambda _events: indexer.refresh())
+    settings = IngestSettings(
+        token=None if no_auth else token,
+        max_request_bytes=int(max_request_mb * 1e6),
+        max_decompressed_bytes=int(max_decompressed_mb * 1e6),
+        body_timeout_s=body_timeout,
+    )
+    dlq = DeadLetters(target.store, max_total_bytes=int(dlq_max_mb * 1e6))
     err.print(f"pipeline {pipeline.writer_id} -> {target.url} (layout {layout}) on http://{host}:{port}")
-    uvicorn.run(create_app(target, pipeline, settings), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(target, pipeline, settings, dlq), host=host, port=port, log_level="warning")
 
 
 @dlq_app.command("list")

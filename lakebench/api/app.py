@@ -5,48 +5,74 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
+from lakebench.api.ingest import OPENAPI_MODELS, IngestSettings, pipeline_router
+from lakebench.api.middleware import RequestContext, request_id
+from lakebench.api.problems import ProblemDocument, RequestProblem, json_response, problem_response
 from lakebench.lake.catalog import Lake
-from lakebench.pipeline.core import Backpressure, Pipeline
+from lakebench.pipeline.core import Pipeline
 from lakebench.pipeline.dlq import DeadLetters
-from lakebench.pipeline.http import IngestSettings, json_response, pipeline_router
-from lakebench.pipeline.requests import RequestProblem
 
 log = logging.getLogger(__name__)
-PROBLEM = "application/problem+json"
 
 
-def create_app(lake: Lake, pipeline: Pipeline, ingest: IngestSettings) -> FastAPI:
+class Health(BaseModel):
+    status: Literal["ok", "failing"]
+    reason: str | None = None
+
+
+def create_app(lake: Lake, pipeline: Pipeline, ingest: IngestSettings, dlq: DeadLetters | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         pipeline.start()
         try:
             yield
         finally:
-            pipeline.stop(flush=True)
+            pipeline.stop(flush=pipeline.failure is None)
 
     app = FastAPI(title="lakebench", version="0.1.0", lifespan=lifespan)
-    app.include_router(pipeline_router(pipeline, DeadLetters(lake.store), ingest))
+    app.add_middleware(RequestContext)
+    app.include_router(pipeline_router(pipeline, dlq or DeadLetters(lake.store), ingest))
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get(
+        "/healthz",
+        tags=["ops"],
+        response_model=Health,
+        responses={503: {"description": "the pipeline stopped committing", "model": Health}},
+    )
     async def health() -> Response:
+        """Liveness, and whether the pipeline still commits (503 with the reason when it stopped)."""
+        if pipeline.failure is not None:
+            return json_response({"status": "failing", "reason": pipeline.failure}, 503)
         return json_response({"status": "ok"})
 
     @app.exception_handler(RequestProblem)
     async def problem(request: Request, exc: RequestProblem) -> Response:
-        return json_response(exc.document(request.url.path), exc.status, PROBLEM, **exc.headers)
+        return problem_response(exc, request.url.path, request_id(request.scope))
 
-    @app.exception_handler(Backpressure)
-    async def backpressure(request: Request, exc: Backpressure) -> Response:
-        document = RequestProblem(503, "backpressure", "Service Unavailable", str(exc)).document(request.url.path)
-        return json_response(document, 503, PROBLEM, **{"Retry-After": str(exc.retry_after)})
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        detail = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
+        return problem_response(RequestProblem(400, "bad-request", "Bad Request", detail), request.url.path)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s", request.url.path)
-        document = RequestProblem(500, "internal", "Internal Server Error", f"{type(exc).__name__}: {exc}")
-        return json_response(document.document(request.url.path), 500, PROBLEM)
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            for model in (ProblemDocument, *OPENAPI_MODELS):
+                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(schema.pop("$defs", {}))
+                schemas[model.__name__] = schema
+            app.openapi_schema = document
+        return app.openapi_schema
 
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -32,6 +32,7 @@ class Limits:
     max_entity_id_bytes: int = 1024
     max_title_bytes: int = 64 * 1024
     max_attributes_bytes: int = 256 * 1024
+    max_attributes_depth: int = 32  # levels of nested objects and arrays under ``attributes``
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,6 +98,30 @@ def _type_name(value: object) -> str:
     return type(value).__name__
 
 
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what JSON readers downstream (orjson, ClickHouse, DuckDB) hold
+
+
+def _shape_problem(value: dict[str, Any], max_depth: int) -> Problem | None:
+    """The first thing in a JSON object no reader downstream can hold: nesting deeper than
+    ``max_depth``, an integer outside 64 bits, a non-finite number. Iterative: depth is unbounded."""
+    stack: list[tuple[Any, str, int]] = [(value, "attributes", 1)]
+    while stack:
+        node, path, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > max_depth:
+                return Problem(path[:200], f"is nested deeper than {max_depth} levels")
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, child in items:
+                stack.append((child, f"{path}.{key}" if isinstance(node, dict) else f"{path}[{key}]", depth + 1))
+        elif isinstance(node, bool) or node is None or isinstance(node, str):
+            continue
+        elif isinstance(node, int) and not _INT_MIN <= node <= _INT_MAX:
+            return Problem(path[:200], "is an integer outside the 64-bit range (send it as a string)")
+        elif isinstance(node, float) and not math.isfinite(node):
+            return Problem(path[:200], "is not a finite number")
+    return None
+
+
 def parse_timestamp(value: object) -> datetime | str:
     """A UTC datetime from an ISO-8601 string or epoch seconds; a message string when invalid."""
     if isinstance(value, bool) or value is None:
@@ -116,8 +140,11 @@ def parse_timestamp(value: object) -> datetime | str:
         try:
             parsed = datetime.fromisoformat(text)
         except ValueError:
-            return f"{value!r} is not an ISO-8601 timestamp (e.g. 2025-10-04T12:00:00Z)"
-        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+            return f"{value[:60]!r} is not an ISO-8601 timestamp (e.g. 2025-10-04T12:00:00Z)"
+        try:
+            parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00, 9999-12-31T23:00-05:00: outside datetime in UTC
+            return f"{value[:60]!r} is outside 1970-01-01..9999-12-31 in UTC"
     else:
         return f"must be an ISO-8601 timestamp or epoch seconds, got {_type_name(value)}"
     if not _MIN_TS <= parsed <= _MAX_TS:
@@ -189,6 +216,8 @@ def parse_event(raw: object, limits: Limits = Limits()) -> Event | list[Problem]
     if raw_attributes is not None:
         if not isinstance(raw_attributes, dict):
             problems.append(Problem("attributes", f"must be an object, got {_type_name(raw_attributes)}"))
+        elif (shape := _shape_problem(raw_attributes, limits.max_attributes_depth)) is not None:
+            problems.append(shape)
         else:
             try:
                 encoded = orjson.dumps(raw_attributes)

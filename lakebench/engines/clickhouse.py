@@ -27,6 +27,7 @@ from sqlglot import exp
 from ulid import ULID
 
 from lakebench.core.models import FIELDS, Event
+from lakebench.core.text import query_terms
 from lakebench.engines import sandbox
 from lakebench.engines.base import (
     CountField,
@@ -43,7 +44,6 @@ from lakebench.engines.base import (
 )
 from lakebench.engines.lake_sql import micros
 from lakebench.engines.sandbox import SqlLimits
-from lakebench.engines.text import query_terms
 from lakebench.lake.catalog import Lake
 from lakebench.lake.schema import row_to_event
 

@@ -21,15 +21,15 @@ import numpy as np
 import pyarrow as pa
 
 from lakebench.core.models import FIELDS, Event
+from lakebench.core.text import document_text, query_terms
 from lakebench.engines.base import CountField, EntityRef, Page, QueryStats, SearchHit, SqlResult, check_limit
 from lakebench.engines.lake_sql import LakeSqlEngine
 from lakebench.engines.sandbox import SqlLimits
-from lakebench.engines.text import document_text, query_terms
 from lakebench.index.fulltext import Doc, FullTextIndex, default_cache_dir, docs_from_file
 from lakebench.index.keys import KeyIndex, Segment, load_or_build
-from lakebench.index.parquet_io import CachedFooter, fetch_footer
 from lakebench.lake.catalog import Lake
 from lakebench.lake.schema import row_to_event
+from lakebench.storage.parquet_io import CachedFooter, fetch_footer
 
 
 class LakeIndexedEngine:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlglot import exp
 
 from lakebench.core.models import FIELDS, Event
+from lakebench.core.text import query_terms, term_regex
 from lakebench.engines import sandbox
 from lakebench.engines.base import (
     CountField,
@@ -32,7 +33,6 @@ from lakebench.engines.base import (
 from lakebench.engines.duck import connect, sql_literal
 from lakebench.engines.sandbox import SqlLimits
 from lakebench.engines.sqlworker import SqlWorker
-from lakebench.engines.text import query_terms, term_regex
 from lakebench.lake.catalog import Lake
 from lakebench.lake.schema import row_to_event
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from lakebench.core.errors import ConfigError, TransientError
 from lakebench.core.models import Event
+from lakebench.core.text import document_text, query_terms, tokens
 from lakebench.core.validate import parse_timestamp
 from lakebench.engines import sandbox
 from lakebench.engines.base import (
@@ -45,7 +46,6 @@ from lakebench.engines.base import (
     encode_cursor,
 )
 from lakebench.engines.sandbox import SqlLimits
-from lakebench.engines.text import document_text, query_terms, tokens
 from lakebench.lake.catalog import Lake
 from lakebench.lake.schema import row_to_event
 

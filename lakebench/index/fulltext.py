@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import tantivy
 
 from lakebench.core.errors import ObjectNotFound
-from lakebench.engines.text import TOKEN_PATTERN
+from lakebench.core.text import TOKEN_PATTERN
 from lakebench.storage import ObjectStore
 
 PREFIX = "index/fts/"

@@ -1,8 +1,13 @@
-"""Lake maintenance: merge small files into key-sorted files, expire old snapshots, remove orphans.
+"""Lake maintenance: merge small files into key-sorted files, drop duplicate events, expire old
+snapshots, remove orphans.
 
 Readers are never blocked and never see a partial state: merged files are written and published
 first, then one Iceberg overwrite commit swaps them for the small ones; files are deleted only
 once no retained snapshot references them and they are older than a grace period.
+
+Duplicates (one event committed twice: by two pipeline processes, or a retry older than a
+pipeline's dedupe window) are found across the whole table from the ``event_id`` column of every
+live file; each file holding a copy that is not the one kept is rewritten, whatever its size.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import pyarrow.parquet as pq
 from ulid import ULID
 
 from lakebench.core.errors import TransientError
+from lakebench.storage.parquet_io import read_column
 from lakebench.lake.catalog import DATA_PREFIX, Lake
 from lakebench.lake.parquet import ParquetOptions, write_events_parquet
 from lakebench.lake.schema import ARROW_SCHEMA, sort_indices
@@ -26,7 +32,6 @@ from lakebench.lake.schema import ARROW_SCHEMA, sort_indices
 if TYPE_CHECKING:
     from pyiceberg.manifest import DataFile
     from pyiceberg.table import Table
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +65,9 @@ def _folder(key: str) -> str:
     return key.rsplit("/", 1)[0]
 
 
-def _bins(files: list[DataFile], target: int) -> list[list[DataFile]]:
-    """Consecutive groups of at least two files, each up to about ``target`` bytes."""
+def _bins(files: list[DataFile], target: int, must: set[str]) -> list[list[DataFile]]:
+    """Consecutive groups of files, each up to about ``target`` bytes: of at least two files, or one
+    that must be rewritten (it holds a duplicate to drop)."""
     bins: list[list[DataFile]] = []
     current: list[DataFile] = []
     size = 0
@@ -72,7 +78,32 @@ def _bins(files: list[DataFile], target: int) -> list[list[DataFile]]:
         current.append(f)
         size += f.file_size_in_bytes
     bins.append(current)
-    return [b for b in bins if len(b) >= 2]
+    return [b for b in bins if len(b) >= 2 or (b and str(b[0].file_path) in must)]
+
+
+def _duplicates(lake: Lake, files: list[DataFile]) -> dict[str, set[str]]:
+    """File path -> event ids to drop from it: every copy of an event but the first (by path)."""
+    ordered = sorted(files, key=lambda f: str(f.file_path))
+    columns = []
+    for number, data_file in enumerate(ordered):
+        ids = read_column(lake.store, _key_of(lake, data_file), int(data_file.file_size_in_bytes), "event_id")
+        columns.append(pa.table({"event_id": ids, "file": pa.array([number] * len(ids), pa.int32())}))
+    if not columns:
+        return {}
+    table = pa.concat_tables(columns)
+    counts = pc.value_counts(table["event_id"])
+    repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+    if len(repeated) == 0:
+        return {}
+    copies = table.filter(pc.is_in(table["event_id"], value_set=repeated))
+    drops: dict[str, set[str]] = defaultdict(set)
+    kept: set[str] = set()
+    for event_id, number in sorted(zip(copies["event_id"].to_pylist(), copies["file"].to_pylist(), strict=True), key=lambda c: c[1]):
+        if event_id in kept:
+            drops[str(ordered[number].file_path)].add(event_id)
+        else:
+            kept.add(event_id)
+    return dict(drops)
 
 
 def _read(lake: Lake, data_file: DataFile) -> pa.Table:
@@ -81,9 +112,20 @@ def _read(lake: Lake, data_file: DataFile) -> pa.Table:
     return table.select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA)
 
 
-def _merge(lake: Lake, group: list[DataFile], options: CompactOptions, report: CompactReport) -> str:
+def _merge(
+    lake: Lake, group: list[DataFile], drops: dict[str, set[str]], options: CompactOptions, report: CompactReport
+) -> str:
     """Read a group, drop duplicate event ids, sort by key, write and publish one file; its key."""
-    table = pa.concat_tables([_read(lake, f) for f in group])
+    parts = []
+    for data_file in group:
+        part = _read(lake, data_file)
+        dropped = drops.get(str(data_file.file_path))
+        if dropped:
+            keep_mask = pc.invert(pc.is_in(part["event_id"], value_set=pa.array(sorted(dropped), pa.large_string())))
+            report.duplicates_removed += part.num_rows - pc.sum(keep_mask.cast(pa.int64())).as_py()
+            part = part.filter(keep_mask)
+        parts.append(part)
+    table = pa.concat_tables(parts)
     if len(pc.unique(table["event_id"])) < table.num_rows:  # the same event committed twice: keep one
         seen: set[str] = set()
         keep = []
@@ -167,15 +209,16 @@ def compact(lake: Lake, options: CompactOptions = CompactOptions()) -> CompactRe
     table = lake.table()
     files = [t.file for t in table.scan().plan_files()]
     report.files_before = len(files)
+    drops = _duplicates(lake, files)
     by_folder: dict[str, list[DataFile]] = defaultdict(list)
     for f in files:
-        if f.file_size_in_bytes < options.small_fraction * options.target_file_bytes:
+        if f.file_size_in_bytes < options.small_fraction * options.target_file_bytes or str(f.file_path) in drops:
             by_folder[_folder(_key_of(lake, f))].append(f)
     old: list[DataFile] = []
     new_keys: list[str] = []
     for group_files in by_folder.values():
-        for group in _bins(group_files, options.target_file_bytes):
-            new_keys.append(_merge(lake, group, options, report))
+        for group in _bins(group_files, options.target_file_bytes, set(drops)):
+            new_keys.append(_merge(lake, group, drops, options, report))
             old.extend(group)
     if old:
         report.snapshot_id = _commit(lake, old, new_keys)

@@ -10,13 +10,16 @@
 Crash safety: a crash before the commit replays the WAL into the same file names (idempotent);
 a crash after the commit but before the WAL cut replays events whose offsets the table already
 records, and the commit precondition (checked on fresh metadata) skips them.
+
+Faults: a flush that fails transiently (a 5xx, a timeout, a lost commit race) is retried with
+exponential back-off and jitter (tenacity) while events keep arriving into the log; a terminal
+fault (a refused credential, a missing bucket, a bad setting) stops the flusher and the pipeline
+refuses new events with the reason, which ``/healthz`` and the stats show, until it is restarted.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -25,19 +28,20 @@ from pathlib import Path
 from typing import Literal
 
 import orjson
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 from ulid import ULID
 
-from lakebench.core.errors import TransientError
+from lakebench.core.errors import TerminalError, TransientError, is_transient
 from lakebench.core.models import Event, Limits
 from lakebench.core.validate import parse_event
 from lakebench.lake.catalog import Lake
 from lakebench.lake.layouts import get_layout
 from lakebench.lake.writer import LakeWriter, WriterOptions
+from lakebench.pipeline.dedupe import DedupeWindow
 from lakebench.pipeline.wal import WalCorrupted, WriteAheadLog
 
 log = logging.getLogger(__name__)
 Status = Literal["accepted", "duplicate"]
-FAULT_ENV = "LAKEBENCH_FAULT"  # fault injection for crash tests: after-files | after-commit
 
 
 class Backpressure(TransientError):
@@ -46,6 +50,20 @@ class Backpressure(TransientError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class PipelineStopped(TerminalError):
+    """The flusher met a fault retrying cannot fix; the pipeline takes no events until restarted."""
+
+
+@dataclass(slots=True)
+class PipelineHooks:
+    """Observers of a flush's steps (metrics, indexes, and the crash tests, which stop the process
+    between the steps). Each is called with the events of the flush."""
+
+    files_written: list[Callable[[list[Event]], None]] = field(default_factory=list)  # published, not committed
+    committed: list[Callable[[list[Event]], None]] = field(default_factory=list)  # committed, log not yet cut
+    flushed: list[Callable[[list[Event]], None]] = field(default_factory=list)  # all done: readers see them
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +77,9 @@ class PipelineConfig:
     limits: Limits = Limits()
     writer_id: str | None = None
     writer: WriterOptions = WriterOptions()
+    dedupe_window: int = 1_000_000  # at least this many of the latest committed event ids are remembered
+    dedupe_max_age_s: float | None = 7 * 86400.0  # ... and none older than this
+    retry_max_wait_s: float = 10.0  # the longest pause between two attempts of a failing flush
 
 
 @dataclass(slots=True)
@@ -71,7 +92,10 @@ class PipelineStats:
     committed_offset: int = -1
     last_commit_at: float | None = None
     last_error: str | None = None
+    flush_retries: int = 0
     replayed: int = 0
+    dead_letters: int = 0
+    dead_letters_dropped: int = 0
     flush_seconds: list[float] = field(default_factory=list)
 
 
@@ -85,12 +109,6 @@ class _Buffer:
     newest_at: float = 0.0
 
 
-def _fault(point: str) -> None:
-    if os.environ.get(FAULT_ENV) == point:
-        log.warning("fault injection: SIGKILL at %s", point)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 class Pipeline:
     def __init__(self, lake: Lake, config: PipelineConfig = PipelineConfig()) -> None:
         self.lake = lake
@@ -100,15 +118,16 @@ class Pipeline:
         self.offset_property = f"lakebench.wal.{self.writer_id}"
         self.wal = WriteAheadLog(config.state_dir / "wal")
         self.stats = PipelineStats()
+        self.dedupe = DedupeWindow(config.state_dir / "dedupe", config.dedupe_window, config.dedupe_max_age_s)
         self._writer = LakeWriter(lake, config.writer, get_layout(config.layout))
-        self._lock = threading.Lock()  # guards the buffer, the id set and WAL order
+        self._lock = threading.Lock()  # guards the buffer, the id window and WAL order
         self._flush_lock = threading.Lock()  # one flush at a time
         self._buffer = _Buffer()
-        self._ids: set[str] = set()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self.on_commit: list[Callable[[list[Event]], None]] = []
+        self.hooks = PipelineHooks()
+        self.failure: str | None = None  # why the flusher stopped, when a terminal fault stopped it
 
     @staticmethod
     def _stable_writer_id(state_dir: Path) -> str:
@@ -128,14 +147,12 @@ class Pipeline:
         committed = int(table.properties.get(self.offset_property, "-1"))
         self.stats.committed_offset = committed
         self.wal.advance_to(committed + 1)
-        if table.current_snapshot() is not None:
-            ids = table.scan(selected_fields=("event_id",)).to_arrow()["event_id"]
-            self._ids.update(ids.to_pylist())
+        unlimited = Limits(max_body_bytes=1 << 62, max_attributes_bytes=1 << 62, max_attributes_depth=1 << 20)
         for offset, payload in self.wal.replay(after=committed):
-            event = parse_event(orjson.loads(payload), Limits(max_body_bytes=1 << 62))
+            event = parse_event(orjson.loads(payload), unlimited)
             if not isinstance(event, Event):
                 raise WalCorrupted(f"WAL record {offset} in {self.wal.folder} no longer parses as an event: {event}")
-            self._ids.add(event.event_id)
+            self.dedupe.pending.add(event.event_id)
             self._append_to_buffer([event], offset, [len(payload)])
             self.stats.replayed += 1
         self.wal.truncate(committed)
@@ -155,21 +172,28 @@ class Pipeline:
 
     # -- ingest ---------------------------------------------------------------------------------
 
-    def submit(self, events: list[Event]) -> list[Status]:
-        """Durably accept events; returns, per event, whether it was new or a duplicate of a known id."""
+    def admit(self) -> None:
+        """Raise what ``submit`` would refuse any events with now (stopped, or backpressure)."""
+        if self.failure is not None:
+            raise PipelineStopped(f"the pipeline stopped committing and takes no events: {self.failure}")
         if self._buffer.bytes >= self.config.max_buffer_bytes:
             raise Backpressure(
                 f"ingest buffer full ({self._buffer.bytes:,} of {self.config.max_buffer_bytes:,} bytes waiting "
                 "for a commit)",
                 retry_after=max(1, int(self.config.roll_interval_s)),
             )
+
+    def submit(self, events: list[Event]) -> list[Status]:
+        """Durably accept events; returns, per event, whether it was new or a duplicate of a known id."""
+        self.admit()
         statuses: list[Status] = []
         fresh: list[Event] = []
         payloads: list[bytes] = []
         with self._lock:
             seen_now: set[str] = set()
-            for event in events:
-                if event.event_id in self._ids or event.event_id in seen_now:
+            known = self.dedupe.seen([e.event_id for e in events])
+            for event, seen in zip(events, known, strict=True):
+                if seen or event.event_id in seen_now:
                     statuses.append("duplicate")
                     continue
                 seen_now.add(event.event_id)
@@ -178,7 +202,7 @@ class Pipeline:
                 payloads.append(orjson.dumps(event.to_json_dict()))
             if fresh:
                 first = self.wal.append(payloads)  # durable before we acknowledge
-                self._ids.update(seen_now)
+                self.dedupe.pending.update(seen_now)
                 self._append_to_buffer(fresh, first, [len(p) for p in payloads])
         self.stats.accepted += len(fresh)
         self.stats.duplicates += len(events) - len(fresh)
@@ -215,24 +239,45 @@ class Pipeline:
         )
 
     def _run(self) -> None:
-        backoff = 0.0
+        retrying = Retrying(
+            retry=retry_if_exception(is_transient),
+            wait=wait_random_exponential(multiplier=0.2, max=self.config.retry_max_wait_s),  # full jitter
+            stop=lambda _: self._stop.is_set(),
+            sleep=self._pause,  # a stop interrupts the pause
+            before_sleep=self._note_retry,
+            reraise=True,
+        )
         while not self._stop.is_set():
-            self._wake.wait(timeout=0.05 if backoff == 0 else backoff)
+            self._wake.wait(timeout=0.05)
             self._wake.clear()
-            if self._stop.is_set():
-                return
-            if not self._due():
+            if self._stop.is_set() or not self._due():
                 continue
             try:
-                self.flush()
-                backoff = 0.0
-            except Exception as exc:  # keep serving: the WAL still holds every event
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("flush failed; retrying")
-                backoff = min(5.0, max(0.2, backoff * 2))
+                retrying(self.flush)
+            except Exception as exc:  # the WAL still holds every event: nothing acknowledged is lost
+                if is_transient(exc):
+                    continue  # stopping while a transient fault lasted: the WAL keeps the events
+                self._fail(exc)
+                return
+
+    def _pause(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+    def _note_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        self.stats.flush_retries += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}" if exc else None
+        log.warning("flush failed (attempt %d), retrying: %s", state.attempt_number, self.stats.last_error)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failure = f"{type(exc).__name__}: {exc}"
+        self.stats.last_error = self.failure
+        log.error("flusher stopped by a fault retrying cannot fix: %s", self.failure, exc_info=exc)
 
     def flush(self) -> int:
         """Write and commit everything buffered now; returns the number of events committed."""
+        if self.failure is not None:
+            raise PipelineStopped(f"the pipeline stopped committing: {self.failure}")
         with self._flush_lock:
             with self._lock:
                 buffer = self._buffer
@@ -257,7 +302,9 @@ class Pipeline:
         first, last = buffer.first_offset, buffer.last_offset
         prefix = f"{self.writer_id}-{first:020d}-{last:020d}"
         result = self._writer.write_files(buffer.events, names=lambda n: f"{prefix}-{n:04d}.parquet")
-        _fault("after-files")
+        for hook in self.hooks.files_written:
+            hook(buffer.events)
+        self.dedupe.record_commit([e.event_id for e in buffer.events], first, last)  # before the commit
         key = self.offset_property
 
         def already(table: object) -> bool:
@@ -269,7 +316,8 @@ class Pipeline:
             properties={key: str(last)},
             already_committed=already,
         )
-        _fault("after-commit")
+        for hook in self.hooks.committed:
+            hook(buffer.events)
         self.wal.truncate(last)
         self.stats.flushes += 1
         self.stats.committed_events += len(buffer.events)
@@ -279,5 +327,5 @@ class Pipeline:
         del self.stats.flush_seconds[:-1000]
         if not committed:
             log.info("offsets %s-%s were already committed (replay after a crash); skipped", first, last)
-        for callback in self.on_commit:
-            callback(buffer.events)
+        for hook in self.hooks.flushed:
+            hook(buffer.events)

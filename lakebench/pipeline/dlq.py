@@ -1,16 +1,23 @@
-"""The dead-letter store: every rejected record, kept with its reasons, in the lake's object store.
+"""The dead-letter store: rejected records, kept with their reasons, in the lake's object store.
 
-Rejections are never silently dropped (the complaint about Cloudflare Pipelines): each request's
+Rejections are not silently dropped (the complaint about Cloudflare Pipelines): each request's
 rejects go to ``dlq/<date>/<ULID>.ndjson``. ``lakebench dlq list`` reads them; ``lakebench dlq
 replay`` validates them again (after a fix or a raised limit) and writes the ones that now pass.
+
+The store is bounded, because a client can send rejects faster than anyone reads them: a request
+keeps at most ``2 x its body + 16 KiB`` of dead letters, the store at most ``max_total_bytes``;
+what does not fit is dropped and counted (in the answer and the pipeline's stats), never written.
 """
 
 from __future__ import annotations
 
+import reprlib
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from ulid import ULID
@@ -18,8 +25,12 @@ from ulid import ULID
 from lakebench.core.validate import Rejection
 from lakebench.storage import ObjectStore
 
-PREFIX = "dlq/"
-MAX_RAW_TEXT = 64 * 1024
+PREFIX: Final = "dlq/"
+MAX_RAW_TEXT: Final = 4096
+REQUEST_ALLOWANCE: Final = 16 * 1024  # bytes of dead letters any request may keep, beyond 2 x its size
+RECOUNT_AFTER_S: Final = 30.0  # the store's total is re-listed at most this often
+_SUMMARY = reprlib.Repr()
+_SUMMARY.maxlevel, _SUMMARY.maxstring, _SUMMARY.maxother, _SUMMARY.maxdict, _SUMMARY.maxlist = 4, 200, 200, 20, 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,26 +40,36 @@ class DeadLetter:
     position: int
     unit: str
     problems: list[dict[str, str]]
-    record: Any  # the parsed JSON value, when the record was JSON
-    raw_text: str | None  # the raw line (truncated), when it was not
+    record: Any  # the parsed JSON value, when the record was JSON and can be written back as JSON
+    raw_text: str | None  # the raw text (truncated), or a summary of a record JSON cannot hold
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "received_at": self.received_at,
-                "source": self.source,
-                "position": self.position,
-                "unit": self.unit,
-                "problems": self.problems,
-                "record": self.record,
-                "raw_text": self.raw_text,
-            }
-        )
+        """One NDJSON line. Never fails: a record JSON cannot hold is kept as a summary."""
+        document = {
+            "received_at": self.received_at,
+            "source": self.source,
+            "position": self.position,
+            "unit": self.unit,
+            "problems": self.problems,
+            "record": self.record,
+            "raw_text": self.raw_text,
+        }
+        try:
+            return orjson.dumps(document)
+        except (TypeError, orjson.JSONEncodeError):  # nested past orjson's limit, an integer past 64 bits
+            document["record"] = None
+            document["raw_text"] = "(not stored as JSON) " + _SUMMARY.repr(self.record)
+            return orjson.dumps(document)
 
     @classmethod
     def from_json(cls, line: bytes) -> DeadLetter:
         d = orjson.loads(line)
         return cls(d["received_at"], d["source"], d["position"], d["unit"], d["problems"], d["record"], d["raw_text"])
+
+    @property
+    def identity(self) -> tuple[str, ...]:
+        """What makes this letter unique: when and from where it came, and its place in the request."""
+        return (self.received_at, self.source, self.unit, str(self.position))
 
 
 def letter(rejection: Rejection, source: str, record: Any = None, raw_text: str | None = None) -> DeadLetter:
@@ -59,22 +80,65 @@ def letter(rejection: Rejection, source: str, record: Any = None, raw_text: str 
         source=source,
         position=rejection.position,
         unit=rejection.unit,
-        problems=[{"field": p.field, "message": p.message} for p in rejection.problems],
+        problems=[{"field": p.field, "message": p.message[:500]} for p in rejection.problems[:20]],
         record=record,
         raw_text=raw_text,
     )
 
 
-class DeadLetters:
-    def __init__(self, store: ObjectStore) -> None:
-        self.store = store
+@dataclass(frozen=True, slots=True)
+class Stored:
+    key: str | None
+    stored: int
+    dropped: int
 
-    def put(self, letters: list[DeadLetter]) -> str | None:
-        if not letters:
+
+class DeadLetters:
+    def __init__(self, store: ObjectStore, max_total_bytes: int = 1 << 30) -> None:
+        self.store = store
+        self.max_total_bytes = max_total_bytes
+        self._lock = threading.Lock()
+        self._total: int | None = None  # bytes in the store, as last listed plus what this process added
+        self._counted_at = 0.0
+
+    def _room(self) -> int:
+        """Bytes the store can still take. Re-lists when the cap seems reached (replays free room)."""
+        now = time.monotonic()
+        if self._total is None or (self._total >= self.max_total_bytes and now - self._counted_at > RECOUNT_AFTER_S):
+            self._total = sum(o.size for o in self.store.list(PREFIX))
+            self._counted_at = now
+        return max(0, self.max_total_bytes - self._total)
+
+    def prepare(self, letters: list[DeadLetter], request_bytes: int) -> tuple[bytes, int, int]:
+        """(file content, letters kept, letters dropped) within this request's and the store's bounds."""
+        budget = 2 * request_bytes + REQUEST_ALLOWANCE
+        with self._lock:
+            budget = min(budget, self._room())
+        lines: list[bytes] = []
+        size = 0
+        for entry in letters:
+            line = entry.to_json() + b"\n"
+            if size + len(line) > budget:
+                break
+            lines.append(line)
+            size += len(line)
+        return b"".join(lines), len(lines), len(letters) - len(lines)
+
+    def put_prepared(self, content: bytes) -> str | None:
+        if not content:
             return None
         key = f"{PREFIX}{datetime.now(UTC):%Y-%m-%d}/{ULID()}.ndjson"
-        self.store.put_bytes(key, b"".join(letter.to_json() + b"\n" for letter in letters))
+        self.store.put_bytes(key, content)
+        with self._lock:
+            self._total = (self._total or 0) + len(content)
         return key
+
+    def put(self, letters: list[DeadLetter], request_bytes: int | None = None) -> Stored:
+        """Keep what fits of ``letters``; request_bytes None: the caller's own (trusted) batch, no per-request cap."""
+        if request_bytes is None:
+            request_bytes = self.max_total_bytes
+        content, kept, dropped = self.prepare(letters, request_bytes)
+        return Stored(self.put_prepared(content), kept, dropped)
 
     def files(self) -> list[str]:
         return sorted(o.key for o in self.store.list(PREFIX) if o.key.endswith(".ndjson"))

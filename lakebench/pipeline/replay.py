@@ -1,17 +1,33 @@
-"""Re-submitting dead letters: validate again, write what now passes, keep what still fails."""
+"""Re-submitting dead letters: validate again, write what now passes, keep what still fails.
+
+Idempotent: an event that arrived without an ``event_id`` gets one derived from its dead letter
+(when and where it was received, its place in the request), the same on every replay; each dead
+letter file is written in one commit whose snapshot names the file and the ids it wrote, and a
+replay that finds that commit already made (a crash between the commit and the removal of the
+file) does not write it again. Re-submitted to a pipeline (``--url``), the stable ids make its
+dedupe window answer ``duplicate``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lakebench.core.errors import StorageUnavailable
+from lakebench.core.ids import stable_event_id
 from lakebench.core.models import Event, Limits
 from lakebench.core.validate import parse_event
 from lakebench.lake.catalog import Lake
 from lakebench.lake.writer import LakeWriter
 from lakebench.pipeline.dlq import DeadLetter, DeadLetters
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+SUMMARY_KEY = "lakebench.dlq-replay"
 
 
 def _post(url: str, token: str | None, events: list[Event]) -> None:
@@ -30,6 +46,29 @@ def _post(url: str, token: str | None, events: list[Event]) -> None:
         raise StorageUnavailable(f"{url} rejected {answer['rejected']} re-validated events; nothing was removed")
 
 
+def _revalidate(entry: DeadLetter, limits: Limits) -> Event | None:
+    if entry.record is None:
+        return None
+    parsed = parse_event(entry.record, limits)
+    if not isinstance(parsed, Event):
+        return None
+    if isinstance(entry.record, dict) and entry.record.get("event_id") is None:
+        parsed = dataclasses.replace(parsed, event_id=stable_event_id(parsed.ts, "dlq", *entry.identity))
+    return parsed
+
+
+def _marker(key: str, events: list[Event]) -> str:
+    digest = hashlib.blake2b("\n".join(sorted(e.event_id for e in events)).encode(), digest_size=12).hexdigest()
+    return f"{key}#{digest}"
+
+
+def _already_written(marker: str) -> Any:
+    def check(table: Table) -> bool:
+        return any(s.summary is not None and s.summary.get(SUMMARY_KEY) == marker for s in table.snapshots())
+
+    return check
+
+
 def replay_dead_letters(
     lake: Lake, limits: Limits, *, url: str | None = None, token: str | None = None
 ) -> dict[str, Any]:
@@ -39,16 +78,19 @@ def replay_dead_letters(
         passing: list[Event] = []
         remaining: list[DeadLetter] = []
         for entry in letters.read(key):
-            parsed = parse_event(entry.record, limits) if entry.record is not None else None
-            if isinstance(parsed, Event):
-                passing.append(parsed)
-            else:
+            event = _revalidate(entry, limits)
+            if event is None:
                 remaining.append(entry)
+            else:
+                passing.append(event)
         if passing:
             if url:
                 _post(url, token, passing)
             else:
-                LakeWriter(lake).write(passing, summary={"lakebench.source": f"dlq:{key}"})
+                marker = _marker(key, passing)
+                LakeWriter(lake).write(
+                    passing, summary={SUMMARY_KEY: marker}, already_committed=_already_written(marker)
+                )
         letters.replace(key, remaining)  # only after the passing ones are written
         replayed += len(passing)
         still += len(remaining)

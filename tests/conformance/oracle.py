@@ -7,8 +7,8 @@ from collections import Counter, defaultdict
 from datetime import datetime
 
 from lakebench.core.models import Event
+from lakebench.core.text import document_text, query_terms, tokens
 from lakebench.engines.base import EntityRef
-from lakebench.engines.text import document_text, query_terms, tokens
 
 
 def _order(e: Event) -> tuple[datetime, int, str]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -50,16 +52,26 @@ class Server:
 
 
 def start_server(
-    lake: Path, state: Path, *, env: dict[str, str] | None = None, extra: list[str] | None = None
+    lake: Path,
+    state: Path,
+    *,
+    env: dict[str, str] | None = None,
+    extra: list[str] | None = None,
+    crash_at: str | None = None,
 ) -> Server:
+    """A real ``lakebench serve pipeline`` process; ``crash_at`` (files_written | committed) makes it
+    SIGKILL itself at that step of its first flush (tests/integration/crashing_server.py)."""
     port = free_port()
     log = state.parent / f"{state.name}-{port}.log"
     state.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "lakebench.cli", "serve", "pipeline", "--no-auth", "--port", str(port)]
+    program = ["-m", "tests.integration.crashing_server", crash_at] if crash_at else ["-m", "lakebench.cli"]
+    command = [sys.executable, *program, "serve", "pipeline", "--no-auth", "--port", str(port)]
     command += ["--lake", str(lake), "--state-dir", str(state), "--roll-interval", "3600", "--idle", "3600"]
     command += extra or []
     with log.open("ab") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=REPO
+        )
     server = Server(proc, f"http://127.0.0.1:{port}", log)
     deadline = time.monotonic() + 60
     while True:

@@ -14,13 +14,13 @@ from fastapi.testclient import TestClient
 from ulid import ULID
 
 from lakebench.api.app import create_app
+from lakebench.api.ingest import IngestSettings
 from lakebench.core.config import Settings
 from lakebench.core.models import Limits
 from lakebench.lake.catalog import Lake
 from lakebench.lake.schema import arrow_to_events
 from lakebench.pipeline.core import Pipeline, PipelineConfig
 from lakebench.pipeline.dlq import DeadLetters
-from lakebench.pipeline.http import IngestSettings
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -93,7 +93,8 @@ WHOLE_REQUEST_CASES = [
     ("brotli", {"content": b"[]", "headers": {**JSON, "Content-Encoding": "br"}}, 415, "unsupported-encoding"),
     ("empty-body", {"content": b"", "headers": JSON}, 400, "empty-body"),
     ("top-level-number", {"content": b"42", "headers": JSON}, 400, "not-an-array"),
-    ("invalid-utf8", {"content": b'[{"entity_id": "\xff\xfe"}]', "headers": JSON}, 400, "malformed-json"),
+    ("unbalanced-array", {"content": b'[{"entity_id": "x"}, {', "headers": JSON}, 400, "malformed-json"),
+    ("trailing-garbage", {"content": b'[{"entity_id": "x"}] tail', "headers": JSON}, 400, "malformed-json"),
     ("no-token", {"content": b"[]", "headers": {"Content-Type": "application/json"}}, 401, "unauthorized"),
     (
         "wrong-token",
@@ -124,6 +125,10 @@ def test_whole_request_problems(
 
 # -- per-event problems: the good event in the same request is kept ------------------------------------
 
+DEEP_LIST: Any = 1
+for _ in range(31):
+    DEEP_LIST = [DEEP_LIST]
+
 EVENT_CASES = [
     ("missing-entity-id", {k: v for k, v in good().items() if k != "entity_id"}, "entity_id"),
     ("missing-namespace", {k: v for k, v in good().items() if k != "entity_ns"}, "entity_ns"),
@@ -145,6 +150,9 @@ EVENT_CASES = [
     ("bad-event-id", good() | {"event_id": "not-a-ulid"}, "event_id"),
     ("impossible-date", good() | {"ts": "2025-02-30T00:00:00Z"}, "ts"),
     ("ts-is-a-bool", good() | {"ts": True}, "ts"),
+    ("ts-overflows-in-utc", good() | {"ts": "9999-12-31T23:00:00-05:00"}, "ts"),
+    ("ts-before-year-one-in-utc", good() | {"ts": "0001-01-01T00:00:00+01:00"}, "ts"),
+    ("attributes-too-deep", good(attributes={"a": {"b": {"c": DEEP_LIST}}}), "attributes.a.b.c" + "[0]" * 29),
     ("title-is-an-object", good(title={"a": 1}), "title"),
     ("item-not-an-object", "just a string", "(record)"),
 ]
@@ -165,11 +173,31 @@ def test_bad_event_is_rejected_precisely_and_its_neighbour_kept(
     assert [e["field"] for e in rejected["errors"]] == [field], rejected
 
 
-def test_lone_surrogate_in_json_is_rejected(client: TestClient) -> None:
-    body = '[{"entity_ns": "a.org", "entity_id": "x\\ud800", "ts": "2025-01-01T00:00:00Z"}]'
+def test_unreadable_elements_are_rejected_alone(client: TestClient) -> None:
+    """Invalid UTF-8, a lone surrogate, a number no parser holds, nesting past the parser's depth:
+    each costs only its own element; the index names it."""
+    deep = b'{"entity_ns": "a.org", "entity_id": "deep", "ts": 1, "attributes": ' + b'{"a":' * 3000 + b"1" + b"}" * 3001
+    bad = [
+        b'{"entity_ns": "a.org", "entity_id": "\xff\xfe", "ts": 1}',
+        b'{"entity_ns": "a.org", "entity_id": "x\\ud800", "ts": 1}',
+        b'{"entity_ns": "a.org", "entity_id": "huge", "ts": 1, "attributes": {"n": 1e400}}',
+        deep,
+    ]
+    first, last = good(), good()
+    body = b"[" + b", ".join([json.dumps(first).encode(), *bad, json.dumps(last).encode()]) + b"]"
     response = client.post("/v1/events", content=body, headers=JSON)
-    # orjson refuses the lone surrogate while parsing: the request is unreadable as a whole.
-    problem(response, 400, "malformed-json")
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert [(e["index"], e["status"]) for e in answer["events"]] == [
+        (0, "accepted"),
+        (1, "rejected"),
+        (2, "rejected"),
+        (3, "rejected"),
+        (4, "rejected"),
+        (5, "accepted"),
+    ]
+    assert answer["events"][2]["errors"][0]["field"] in ("(json)", "entity_id")  # the surrogate: unreadable or invalid
+    assert "nested too deeply" in answer["events"][4]["errors"][0]["message"]
 
 
 def test_all_rejected_is_422(client: TestClient) -> None:

@@ -37,11 +37,11 @@ def table_ids(lake_dir: Path) -> list[str]:
     return list(table.scan(selected_fields=("event_id",)).to_arrow()["event_id"].to_pylist())
 
 
-@pytest.mark.parametrize("fault", ["after-files", "after-commit"])
+@pytest.mark.parametrize("fault", ["files_written", "committed"])
 def test_sigkill_during_flush_loses_nothing_and_duplicates_nothing(tmp_path: Path, fault: str) -> None:
     lake, state = tmp_path / "lake", tmp_path / "state"
     batch = events(200, fault)
-    server = start_server(lake, state, env={"LAKEBENCH_FAULT": fault})
+    server = start_server(lake, state, crash_at=fault)
     try:
         answer = server.post_events(batch)
         assert answer["accepted"] == 200  # acknowledged: in the fsync'd WAL
@@ -50,7 +50,7 @@ def test_sigkill_during_flush_loses_nothing_and_duplicates_nothing(tmp_path: Pat
         assert server.proc.wait(timeout=30) == -signal.SIGKILL
     finally:
         server.stop()
-    if fault == "after-commit":
+    if fault == "committed":
         assert sorted(table_ids(lake)) == sorted(e["event_id"] for e in batch)  # committed, WAL not yet cut
 
     restarted = start_server(lake, state)

@@ -99,3 +99,28 @@ def fetch_footer(store: ObjectStore, key: str, size: int) -> CachedFooter:
     footer_start = size - len(tail)
     metadata = pq.read_metadata(RangeFile(size, {footer_start: tail}))
     return CachedFooter(key, size, footer_start, tail, metadata)
+
+
+def read_column(store: ObjectStore, key: str, size: int, column: str, max_gap: int = 1 << 20) -> pa.Array:
+    """One column of a Parquet file, fetched with ranged GETs of just its chunks (neighbouring
+    chunks closer than ``max_gap`` bytes share a GET)."""
+    footer = fetch_footer(store, key, size)
+    index = footer.metadata.schema.to_arrow_schema().get_field_index(column)
+    spans: list[tuple[int, int]] = []
+    for g in range(footer.metadata.num_row_groups):
+        chunk = footer.metadata.row_group(g).column(index)
+        start = chunk.data_page_offset
+        if chunk.has_dictionary_page and chunk.dictionary_page_offset:
+            start = min(start, chunk.dictionary_page_offset)
+        spans.append((start, start + chunk.total_compressed_size))
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start - merged[-1][1] <= max_gap:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    ranges = {footer.footer_start: footer.footer}
+    for start, end in merged:
+        ranges[start] = store.get_range(key, start, end - start)
+    parquet = pq.ParquetFile(RangeFile(size, ranges), metadata=footer.metadata, pre_buffer=False)
+    return parquet.read(columns=[column], use_threads=False)[column].combine_chunks()

@@ -1,0 +1,253 @@
+"""The ingest API: ``POST /v1/events`` and friends, a router any lakebench service can mount."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from lakebench.api.auth import require_token
+from lakebench.api.problems import RequestProblem, json_response, problem_responses
+from lakebench.core.errors import TransientError
+from lakebench.pipeline.core import Backpressure, Pipeline, PipelineStopped
+from lakebench.pipeline.decode import BodyError, BodyErrorKind, decompress, media_type, parse_records, too_large
+from lakebench.pipeline.dlq import DeadLetters
+from lakebench.pipeline.intake import take_in
+
+_STATUS: Final[dict[BodyErrorKind, tuple[int, str]]] = {
+    "payload-too-large": (413, "Payload Too Large"),
+    "unsupported-media-type": (415, "Unsupported Media Type"),
+    "unsupported-encoding": (415, "Unsupported Media Type"),
+    "bad-gzip": (400, "Bad Request"),
+    "malformed-json": (400, "Bad Request"),
+    "empty-body": (400, "Bad Request"),
+    "not-an-array": (400, "Bad Request"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    token: str | None  # None: no authentication (local use only, chosen explicitly)
+    max_request_bytes: int = 5_000_000
+    max_decompressed_bytes: int = 50_000_000
+    body_timeout_s: float = 10.0  # longest wait for the next piece of a request body
+
+
+# -- the OpenAPI shapes (the handler reads the raw body itself: JSON or NDJSON, maybe gzip) --------
+
+
+_NAMESPACE: Final = (
+    r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$"
+)
+_ULID: Final = r"^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"
+_TIME: Final = r"^(19[7-9][1-9]|19[89]\d|[2-9]\d{3})-"  # with the date-time format: 1971..9999, UTC or not
+_NOT_BLANK: Final = r"^[^\x00]*[^\s\x00][^\x00]*$"
+
+
+class EventIn(BaseModel):
+    """An event as a client sends it. The server checks every rule and names the field of each
+    problem; entity ids are at most 1,024 bytes of UTF-8, bodies at most the server's
+    ``--max-body-bytes``, attributes at most 32 levels deep with integers of 64 bits."""
+
+    model_config = ConfigDict(extra="forbid")
+    event_id: str | None = Field(
+        default=None, pattern=_ULID, description="a ULID; assigned when absent (send one to retry safely)"
+    )
+    entity_ns: str = Field(max_length=253, pattern=_NAMESPACE, examples=["en.wikipedia.org"])
+    entity_id: str = Field(min_length=1, max_length=256, pattern=_NOT_BLANK, examples=["TypeScript"])
+    ts: (
+        Annotated[str, Field(json_schema_extra={"format": "date-time"}, pattern=_TIME)]
+        | Annotated[float, Field(ge=31_536_000, le=253_402_214_399)]
+    ) = Field(description="ISO-8601 time or epoch seconds", examples=["2025-10-04T12:00:00Z"])
+    type: Literal["create", "update", "delete"] | None = "update"
+    title: str | None = Field(default=None, max_length=16_384)
+    body: str | None = Field(default=None, max_length=65_536)
+    version: int | None = Field(default=1, ge=0, le=2**63 - 1)
+    attributes: dict[str, Any] | None = Field(default=None, description="free-form JSON object")
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class EventOutcome(BaseModel):
+    index: int | None = Field(default=None, description="position in a JSON array, from 0")
+    line: int | None = Field(default=None, description="line of an NDJSON body, from 1")
+    status: Literal["accepted", "duplicate", "rejected"]
+    event_id: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class DeadLetterCount(BaseModel):
+    stored: int = Field(description="rejected records kept in the dead-letter store")
+    dropped: int = Field(description="rejected records over the store's bounds, not kept")
+
+
+class IngestAnswer(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: int
+    dead_letters: DeadLetterCount
+    events: list[EventOutcome]
+
+
+class FlushAnswer(BaseModel):
+    committed: int
+    offset: int
+
+
+class PipelineStats(BaseModel):
+    writer_id: str
+    state: Literal["running", "stopped"]
+    accepted: int
+    duplicates: int
+    rejected: int
+    dead_letters: int
+    dead_letters_dropped: int
+    buffered_events: int
+    flushes: int
+    flush_retries: int
+    committed_events: int
+    committed_offset: int
+    replayed_from_wal: int
+    dedupe_window_ids: int
+    last_commit_at: float | None
+    last_error: str | None
+
+
+_EVENT_SCHEMA: Final = {"$ref": "#/components/schemas/EventIn"}
+INGEST_BODY: Final = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"oneOf": [{"type": "array", "items": _EVENT_SCHEMA, "minItems": 1}, _EVENT_SCHEMA]}
+            },
+            "application/x-ndjson": {"schema": {"type": "array", "items": _EVENT_SCHEMA, "minItems": 1}},
+        },
+    }
+}
+OPENAPI_MODELS: Final = (EventIn,)  # models the app adds to components/schemas
+
+
+async def read_body(request: Request, limit: int, idle_timeout_s: float) -> bytes:
+    """The body, up to ``limit`` bytes; a client that stops sending for ``idle_timeout_s`` gets 408."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _problem(too_large(int(declared), limit, "request body", "--max-request-mb"))
+    chunks: list[bytes] = []
+    size = 0
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), idle_timeout_s)
+        except StopAsyncIteration:
+            return b"".join(chunks)
+        except TimeoutError:
+            raise RequestProblem(
+                408,
+                "request-timeout",
+                "Request Timeout",
+                f"no part of the request body arrived for {idle_timeout_s:g} s after {size:,} bytes "
+                f"(of {declared or 'an unknown number of'} declared); send the whole body",
+                {"Connection": "close"},
+            ) from None
+        size += len(chunk)
+        if size > limit:
+            raise _problem(too_large(f"more than {limit:,}", limit, "request body", "--max-request-mb"))
+        chunks.append(chunk)
+
+
+def _problem(error: BodyError) -> RequestProblem:
+    status, title = _STATUS[error.kind]
+    return RequestProblem(status, error.kind, title, error.detail)
+
+
+def _unavailable(exc: Exception) -> RequestProblem:
+    """503: the pipeline cannot take this request now; nothing of it was accepted."""
+    if isinstance(exc, Backpressure):
+        return RequestProblem(
+            503, "backpressure", "Service Unavailable", str(exc), {"Retry-After": str(exc.retry_after)}
+        )
+    if isinstance(exc, PipelineStopped):
+        detail = f"{exc}; an operator must fix the cause and restart the server"
+        return RequestProblem(503, "pipeline-stopped", "Service Unavailable", detail, {"Retry-After": "60"})
+    detail = f"{exc}; nothing of this request was accepted, retry it"
+    return RequestProblem(503, "unavailable", "Service Unavailable", detail, {"Retry-After": "5"})
+
+
+def pipeline_router(pipeline: Pipeline, dlq: DeadLetters, settings: IngestSettings) -> APIRouter:
+    router = APIRouter(dependencies=[Depends(require_token(settings.token))])
+
+    @router.post(
+        "/v1/events",
+        tags=["ingest"],
+        response_model=IngestAnswer,
+        openapi_extra=INGEST_BODY,
+        responses={
+            422: {"description": "every event was rejected", "model": IngestAnswer},
+            **problem_responses(400, 401, 408, 413, 415, 500, 503),
+        },
+    )
+    async def post_events(request: Request) -> Response:
+        """Ingest events: a JSON array (or one object) or NDJSON, optionally gzip-encoded.
+
+        Each event is answered as accepted (durably, in the write-ahead log), duplicate (its
+        event_id was already taken) or rejected with its reasons; rejected events go to the
+        dead-letter store within its bounds. 422 when every event was rejected.
+        """
+        try:
+            kind = media_type(request.headers.get("content-type"))
+            body = await read_body(request, settings.max_request_bytes, settings.body_timeout_s)
+            body = decompress(body, request.headers.get("content-encoding"), settings.max_decompressed_bytes)
+            records, unit = parse_records(body, kind)
+        except BodyError as error:
+            raise _problem(error) from None
+        client = request.client.host if request.client else "unknown"
+        try:
+            answer = await run_in_threadpool(take_in, pipeline, dlq, records, unit, f"http:{client}", len(body))
+        except (Backpressure, PipelineStopped, TransientError) as exc:
+            raise _unavailable(exc) from None
+        return json_response(answer.document(), 422 if answer.all_rejected else 200)
+
+    @router.post("/v1/flush", tags=["ingest"], response_model=FlushAnswer, responses=problem_responses(401, 500, 503))
+    async def flush() -> Response:
+        """Roll the buffer into the lake now; answers once it is committed."""
+        try:
+            committed = await run_in_threadpool(pipeline.flush)
+        except (PipelineStopped, TransientError) as exc:
+            raise _unavailable(exc) from None
+        return json_response({"committed": committed, "offset": pipeline.stats.committed_offset})
+
+    @router.get(
+        "/v1/pipeline/stats", tags=["ingest"], response_model=PipelineStats, responses=problem_responses(401, 500)
+    )
+    async def stats() -> Response:
+        s = pipeline.stats
+        return json_response(
+            {
+                "writer_id": pipeline.writer_id,
+                "state": "stopped" if pipeline.failure else "running",
+                "accepted": s.accepted,
+                "duplicates": s.duplicates,
+                "rejected": s.rejected,
+                "dead_letters": s.dead_letters,
+                "dead_letters_dropped": s.dead_letters_dropped,
+                "buffered_events": pipeline.buffered_events,
+                "flushes": s.flushes,
+                "flush_retries": s.flush_retries,
+                "committed_events": s.committed_events,
+                "committed_offset": s.committed_offset,
+                "replayed_from_wal": s.replayed,
+                "dedupe_window_ids": pipeline.dedupe.committed_ids,
+                "last_commit_at": s.last_commit_at,
+                "last_error": s.last_error,
+            }
+        )
+
+    return router

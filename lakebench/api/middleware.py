@@ -1,0 +1,59 @@
+"""Request ids and the last line of defence: every answer carries ``X-Request-ID``; an exception no
+route handled becomes a 500 problem naming that id — never the exception's text, which is logged."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Final
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from ulid import ULID
+
+from lakebench.api.problems import RequestProblem, problem_response
+
+log = logging.getLogger("lakebench.api")
+HEADER: Final = "x-request-id"
+_GIVEN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # a client's own id is kept when it looks like one
+
+
+def request_id(scope: Scope) -> str | None:
+    value = scope.get("state", {}).get("request_id")
+    return value if isinstance(value, str) else None
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(HEADER.encode(), b"").decode("latin-1")
+        rid = given if _GIVEN.match(given) else str(ULID())
+        scope.setdefault("state", {})["request_id"] = rid
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (HEADER.encode(), rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error on %s %s [request %s]", scope.get("method"), scope.get("path"), rid)
+            if started:  # the answer is half sent: nothing better to do than end the connection
+                raise
+            problem = RequestProblem(
+                500,
+                "internal",
+                "Internal Server Error",
+                f"the server failed to answer; quote request id {rid} when reporting it",
+            )
+            response = problem_response(problem, str(scope.get("path", "")), rid)
+            await response(scope, receive, send_with_id)

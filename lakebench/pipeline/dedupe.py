@@ -1,0 +1,157 @@
+"""Which event ids a pipeline has already taken: a bounded window kept with its state.
+
+A retry of an acknowledged event must be answered ``duplicate``, not written twice. The pipeline
+cannot hold every id the table ever saw (nor scan the table at every start), so it remembers:
+
+- *pending*: ids acknowledged and still in the write-ahead log (they are replayed from it);
+- *committed*: the ids of its recent commits, in segment files under ``<state>/dedupe/`` — one
+  per flush, a sorted array of ULIDs named by the log offsets it covers, written (and fsync'd)
+  before the commit it describes, so a crash never leaves a committed id out of the window.
+
+The window keeps at least the last ``max_ids`` committed ids and drops segments older than
+``max_age_s``. Segments are merged in pairs of neighbours (never past an eighth of the window) so
+there are few of them; eviction drops whole segments, oldest first. A start reads the segment
+files (26 bytes an id), never the table. Duplicates outside the window — or between several
+pipeline processes — are dropped by ``lakebench compact``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+
+ID_DTYPE: Final = "S26"  # a ULID's 26 Crockford characters
+MAX_SEGMENTS: Final = 24
+_NAME = re.compile(r"^seg-(\d{20})-(\d{20})\.npy$")
+
+
+@dataclass(slots=True)
+class _Segment:
+    first: int  # the WAL offsets it covers
+    last: int
+    written_at: float
+    ids: np.ndarray  # sorted
+
+    @property
+    def path_name(self) -> str:
+        return f"seg-{self.first:020d}-{self.last:020d}.npy"
+
+
+def _sorted_ids(ids: list[str]) -> np.ndarray:
+    return np.unique(np.array(ids, dtype=ID_DTYPE))
+
+
+def _write(folder: Path, segment: _Segment) -> None:
+    """Atomically: a temporary file, fsync'd, renamed into place, folder fsync'd."""
+    target = folder / segment.path_name
+    tmp = folder / f".{segment.path_name}.tmp"
+    with tmp.open("wb") as f:
+        np.save(f, segment.ids, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class DedupeWindow:
+    def __init__(self, folder: Path, max_ids: int = 1_000_000, max_age_s: float | None = 7 * 86400) -> None:
+        self.folder = folder
+        self.max_ids = max(1, max_ids)
+        self.max_age_s = max_age_s
+        self.pending: set[str] = set()
+        self._segments: list[_Segment] = []
+        folder.mkdir(parents=True, exist_ok=True)
+        self._load()
+
+    def _load(self) -> None:
+        found: list[_Segment] = []
+        for path in self.folder.iterdir():
+            match = _NAME.match(path.name)
+            if match is None:
+                if path.name.endswith(".tmp"):
+                    path.unlink(missing_ok=True)  # a write that did not finish
+                continue
+            ids = np.load(path, allow_pickle=False)
+            found.append(_Segment(int(match.group(1)), int(match.group(2)), path.stat().st_mtime, ids))
+        found.sort(key=lambda s: (s.first, -s.last))
+        for segment in found:  # a merge that crashed before deleting its inputs: keep the merged one
+            if self._segments and segment.last <= self._segments[-1].last:
+                (self.folder / segment.path_name).unlink(missing_ok=True)
+                continue
+            self._segments.append(segment)
+        self._evict()
+
+    # -- asking ---------------------------------------------------------------------------------
+
+    def seen(self, ids: list[str]) -> list[bool]:
+        """For each id: acknowledged before (pending or in the committed window)?"""
+        if not ids:
+            return []
+        probe = np.array(ids, dtype=ID_DTYPE)
+        found = np.zeros(len(ids), dtype=bool)
+        for segment in self._segments:
+            if len(segment.ids) == 0:
+                continue
+            at = np.searchsorted(segment.ids, probe)
+            found |= segment.ids[np.minimum(at, len(segment.ids) - 1)] == probe
+        return [bool(f) or i in self.pending for f, i in zip(found, ids, strict=True)]
+
+    @property
+    def committed_ids(self) -> int:
+        return sum(len(s.ids) for s in self._segments)
+
+    @property
+    def segments(self) -> int:
+        return len(self._segments)
+
+    # -- changing -------------------------------------------------------------------------------
+
+    def record_commit(self, ids: list[str], first: int, last: int) -> None:
+        """Before a commit of the log offsets ``first..last``: its ids become part of the window."""
+        segment = _Segment(first, last, time.time(), _sorted_ids(ids))
+        _write(self.folder, segment)
+        self._segments = [s for s in self._segments if not (s.first >= first and s.last <= last)]
+        self._segments.append(segment)
+        self._segments.sort(key=lambda s: s.first)
+        self.pending.difference_update(ids)
+        self._merge()
+        self._evict()
+
+    def _merge(self) -> None:
+        cap = max(1, self.max_ids // 8)
+        while len(self._segments) > MAX_SEGMENTS:
+            pairs = [
+                (len(a.ids) + len(b.ids), i)
+                for i, (a, b) in enumerate(zip(self._segments, self._segments[1:], strict=False))
+                if len(a.ids) + len(b.ids) <= cap
+            ]
+            if not pairs:
+                return
+            _, i = min(pairs)
+            a, b = self._segments[i], self._segments[i + 1]
+            merged = _Segment(a.first, b.last, max(a.written_at, b.written_at), np.union1d(a.ids, b.ids))
+            _write(self.folder, merged)  # then the inputs go: a crash in between is resolved by _load
+            for old in (a, b):
+                (self.folder / old.path_name).unlink(missing_ok=True)
+            self._segments[i : i + 2] = [merged]
+
+    def _evict(self) -> None:
+        now = time.time()
+        while self._segments:
+            oldest = self._segments[0]
+            too_many = self.committed_ids - len(oldest.ids) >= self.max_ids
+            too_old = self.max_age_s is not None and now - oldest.written_at > self.max_age_s
+            if not (too_many or too_old):
+                return
+            (self.folder / oldest.path_name).unlink(missing_ok=True)
+            self._segments.pop(0)
