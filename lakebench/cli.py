@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,7 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # piped messages stay one line each, URLs whole
 
 LakeOpt = Annotated[str, typer.Option("--lake", envvar="LAKEBENCH_LAKE", help="Lake folder or s3://bucket/prefix.")]
 CatalogOpt = Annotated[
@@ -82,8 +83,14 @@ def _settings(lake: str, catalog: str | None) -> Settings:
     return Settings.from_env(lake=lake, catalog=catalog)
 
 
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
 def _emit_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2, default=_json_value) + "\n")
 
 
 def _mb(n: int | None) -> str:

@@ -44,6 +44,29 @@ def shared_data() -> Path:
     return path
 
 
+def require_service(name: str, url: str, exc: Exception) -> None:
+    """A test that needs a server this machine lacks: skipped on a laptop, a failure under CI=true
+    (where the server is part of the machine, and a skipped test would prove nothing)."""
+    message = f"{name} is not reachable at {url} ({exc})"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message}; CI=true requires it")
+    pytest.skip(f"{message}; start one, or point the test at one")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL server for catalog tests (LAKEBENCH_TEST_POSTGRES, default 127.0.0.1:5432/test)."""
+    url = os.environ.get("LAKEBENCH_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    try:
+        import psycopg
+
+        with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        require_service("PostgreSQL", url, exc)
+    return url
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -19,7 +19,8 @@ MAX_TERMS: Final = 16
 
 
 def tokens(text: str) -> list[str]:
-    return [t.lower() for t in _TOKEN.findall(text)]
+    # Lower-casing first is the same: no character lower-cases into (or out of) an ASCII separator.
+    return _TOKEN.findall(text.lower())
 
 
 def query_terms(query: str) -> list[str]:

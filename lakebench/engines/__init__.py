@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from lakebench.core.errors import ConfigError
 from lakebench.engines.base import Engine
-from lakebench.lake.catalog import Lake
+
+if TYPE_CHECKING:  # the lake (pyiceberg, pyarrow) is imported by the engines themselves, when opened
+    from lakebench.lake.catalog import Lake
 
 __all__ = ["ENGINES", "LOCAL_ENGINES", "Engine", "open_engine"]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from lakebench.core.errors import TerminalError
@@ -76,6 +76,24 @@ class SqlResult:
     columns: list[str]
     rows: list[tuple[Any, ...]]
     truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SqlLimits:
+    """What one user query may use. Engines enforce them where the query text cannot change them."""
+
+    max_rows: int = 10_000
+    timeout_s: float = 30.0
+    memory_bytes: int = 1 << 30
+    max_chars: int = 100_000
+    threads: int = 2
+
+
+def python_value(value: Any) -> Any:
+    """A result value as the contract returns it: timestamps as timezone-aware UTC datetimes."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value
 
 
 @runtime_checkable

@@ -36,6 +36,7 @@ from lakebench.engines.base import (
     QueryError,
     QueryStats,
     SearchHit,
+    SqlLimits,
     SqlResult,
     check_count_field,
     check_limit,
@@ -43,7 +44,6 @@ from lakebench.engines.base import (
     encode_cursor,
 )
 from lakebench.engines.lake_sql import micros
-from lakebench.engines.sandbox import SqlLimits
 from lakebench.lake.catalog import Lake
 from lakebench.lake.schema import row_to_event
 

@@ -22,9 +22,8 @@ import pyarrow as pa
 
 from lakebench.core.models import FIELDS, Event
 from lakebench.core.text import document_text, query_terms
-from lakebench.engines.base import CountField, EntityRef, Page, QueryStats, SearchHit, SqlResult, check_limit
+from lakebench.engines.base import CountField, EntityRef, Page, QueryStats, SearchHit, SqlLimits, SqlResult, check_limit
 from lakebench.engines.lake_sql import LakeSqlEngine
-from lakebench.engines.sandbox import SqlLimits
 from lakebench.index.fulltext import Doc, FullTextIndex, default_cache_dir, docs_from_file
 from lakebench.index.keys import KeyIndex, Segment, load_or_build
 from lakebench.lake.catalog import Lake

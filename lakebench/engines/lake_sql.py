@@ -24,6 +24,7 @@ from lakebench.engines.base import (
     QueryError,
     QueryStats,
     SearchHit,
+    SqlLimits,
     SqlResult,
     check_count_field,
     check_limit,
@@ -31,7 +32,6 @@ from lakebench.engines.base import (
     encode_cursor,
 )
 from lakebench.engines.duck import connect, sql_literal
-from lakebench.engines.sandbox import SqlLimits
 from lakebench.engines.sqlworker import SqlWorker
 from lakebench.lake.catalog import Lake
 from lakebench.lake.schema import row_to_event

@@ -39,13 +39,13 @@ from lakebench.engines.base import (
     QueryError,
     QueryStats,
     SearchHit,
+    SqlLimits,
     SqlResult,
     check_count_field,
     check_limit,
     decode_cursor,
     encode_cursor,
 )
-from lakebench.engines.sandbox import SqlLimits
 from lakebench.lake.catalog import Lake
 from lakebench.lake.schema import row_to_event
 

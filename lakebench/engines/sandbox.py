@@ -25,22 +25,11 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokenizer_core import TokenType
 
-from lakebench.engines.base import QueryError
+from lakebench.engines.base import QueryError, SqlLimits
 
 TABLE: Final = "events"
 # sqlglot logs a warning when it falls back to an opaque command; such statements are refused here.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
-
-
-@dataclass(frozen=True, slots=True)
-class SqlLimits:
-    """What one user query may use. Engines enforce them where the query text cannot change them."""
-
-    max_rows: int = 10_000
-    timeout_s: float = 30.0
-    memory_bytes: int = 1 << 30
-    max_chars: int = 100_000
-    threads: int = 2
 
 
 def _words(text: str) -> list[str]:
@@ -307,13 +296,6 @@ def literal(value: Any) -> exp.Expr:
     return exp.Literal.string(value)
 
 
-def python_value(value: Any) -> Any:
-    """A result value as the contract returns it: timestamps as timezone-aware UTC datetimes."""
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value
-
-
 def parse_table(name: str, dialect: SqlDialect) -> exp.Table:
     """A (possibly qualified) table name from settings, as a node."""
     return exp.to_table(name, dialect=dialect.sqlglot)
@@ -330,10 +312,8 @@ __all__ = [
     "R2SQL",
     "CheckedQuery",
     "SqlDialect",
-    "SqlLimits",
     "check",
     "count_parameters",
     "literal",
     "parse_table",
-    "python_value",
 ]

@@ -7,20 +7,24 @@ the cap fails inside DuckDB, which answers with an out-of-memory error and keeps
 worker also stops a query at the time limit (``interrupt``); if it does not answer shortly after,
 the parent kills it and starts a fresh one for the next query.
 
-The worker is started on the first query and lives as long as its engine.
+The worker is a ``python -m lakebench.engines.sqlworker`` process (not a multiprocessing child,
+which would re-import the parent's ``__main__``), started on the first query and living as long as
+its engine; requests and answers are pickled over two pipes.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import os
+import pickle
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
 from lakebench.core.config import Settings
-from lakebench.engines.base import QueryError, SqlResult
-from lakebench.engines.sandbox import SqlLimits, python_value
+from lakebench.engines.base import QueryError, SqlLimits, SqlResult, python_value
 
 # Python, DuckDB and its extensions need this much on top of the query's own memory.
 BASE_BYTES = 768 << 20
@@ -34,7 +38,7 @@ class _Request:
     params: list[Any]
 
 
-def _serve(conn: Connection, settings: Settings, limits: SqlLimits) -> None:  # pragma: no cover - runs in the worker
+def _serve(conn: Any, settings: Settings, limits: SqlLimits) -> None:  # runs in the worker
     import resource
 
     import duckdb
@@ -83,58 +87,96 @@ class SqlWorker:
         self._settings = settings
         self.limits = limits
         self._lock = threading.Lock()
-        self._process: multiprocessing.process.BaseProcess | None = None
-        self._conn: Connection | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._send: Connection | None = None
+        self._recv: Connection | None = None
 
-    def _start(self) -> Connection:
-        if self._conn is None or self._process is None or not self._process.is_alive():
-            self._stop()
-            context = multiprocessing.get_context("spawn")
-            parent, child = context.Pipe()
-            process = context.Process(
-                target=_serve, args=(child, self._settings, self.limits), name="lakebench-sql", daemon=True
+    def _start(self) -> tuple[Connection, Connection]:
+        if self._process is not None and self._process.poll() is None and self._send and self._recv:
+            return self._send, self._recv
+        self._stop()
+        to_worker_r, to_worker_w = os.pipe()
+        from_worker_r, from_worker_w = os.pipe()
+        setup = pickle.dumps((self._settings, self.limits))
+        command = [sys.executable, "-m", "lakebench.engines.sqlworker", str(to_worker_r), str(from_worker_w)]
+        try:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, pass_fds=(to_worker_r, from_worker_w), close_fds=True
             )
-            process.start()
-            child.close()
-            self._process, self._conn = process, parent
-        return self._conn
+            assert self._process.stdin is not None
+            self._process.stdin.write(setup)
+            self._process.stdin.close()
+        finally:
+            os.close(to_worker_r)
+            os.close(from_worker_w)
+        self._send = Connection(to_worker_w, readable=False)
+        self._recv = Connection(from_worker_r, writable=False)
+        return self._send, self._recv
 
     def run(self, location: str, text: str, params: list[Any]) -> SqlResult:
         with self._lock:
-            conn = self._start()
+            send, recv = self._start()
             try:
-                conn.send(_Request(location, text, params))
-                if not conn.poll(self.limits.timeout_s + GRACE_S):
+                send.send(_Request(location, text, params))
+                if not recv.poll(self.limits.timeout_s + GRACE_S):
                     self._stop()
                     raise QueryError(f"query ran past the {self.limits.timeout_s:g} s limit and was stopped")
-                status, value = conn.recv()
+                status, value = recv.recv()
             except (EOFError, OSError):
+                code = self._process.wait(timeout=10) if self._process is not None else None
                 self._stop()
-                raise QueryError(
-                    f"query was stopped: it needed more than its {self.limits.memory_bytes / 2**20:,.0f} MiB "
-                    "memory limit (the worker running it ended)"
-                ) from None
+                if code is not None and code < 0:  # killed, most likely by the kernel for memory
+                    raise QueryError(
+                        f"query was stopped: the worker running it was killed (signal {-code}), most likely for "
+                        f"memory past its {self.limits.memory_bytes / 2**20:,.0f} MiB limit"
+                    ) from None
+                raise QueryError(f"the SQL worker ended unexpectedly (exit code {code}); try again") from None
         if status != "ok":
             raise QueryError(str(value))
         result: SqlResult = value
         return result
 
     def _stop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for conn in (self._send, self._recv):
+            if conn is not None:
+                conn.close()
+        self._send = self._recv = None
         if self._process is not None:
-            if self._process.is_alive():
+            if self._process.poll() is None:
                 self._process.kill()
-            self._process.join(timeout=10)
+            self._process.wait(timeout=10)
             self._process = None
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None and self._process is not None and self._process.is_alive():
+            if self._send is not None and self._process is not None and self._process.poll() is None:
                 try:
-                    self._conn.send(None)
-                    self._process.join(timeout=5)
-                except OSError:
+                    self._send.send(None)
+                    self._process.wait(timeout=5)
+                except (OSError, subprocess.TimeoutExpired):
                     pass
             self._stop()
+
+
+def main() -> None:  # the worker process
+    settings, limits = pickle.loads(sys.stdin.buffer.read())
+    recv = Connection(int(sys.argv[1]), writable=False)
+    send = Connection(int(sys.argv[2]), readable=False)
+    _serve(_Duplex(recv, send), settings, limits)
+
+
+class _Duplex:
+    """Two one-way pipes as one connection, for ``_serve``."""
+
+    def __init__(self, recv: Connection, send: Connection) -> None:
+        self._recv, self._send = recv, send
+
+    def recv(self) -> Any:
+        return self._recv.recv()
+
+    def send(self, value: Any) -> None:
+        self._send.send(value)
+
+
+if __name__ == "__main__":
+    main()

@@ -270,7 +270,10 @@ def search_queries(oracle: Oracle) -> list[str]:
 
 def test_search_returns_the_matching_latest_live_versions(engine: Engine, dataset: tuple[Lake, Oracle]) -> None:
     _, oracle = dataset
-    for query in search_queries(oracle):
+    queries = search_queries(oracle)
+    if engine.name == "r2sql" and len(oracle.events) > 5_000:
+        queries = queries[::3]  # each r2sql search fetches the whole table through the stand-in: a sample
+    for query in queries:
         expected = oracle.search(query)
         hits = engine.search(query, limit=10_000)
         assert {(h.entity_ns, h.entity_id, h.event_id) for h in hits} == expected, query

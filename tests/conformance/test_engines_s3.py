@@ -22,8 +22,10 @@ from tests.integration.r2sql_standin import running_standin
 pytestmark = pytest.mark.s3
 
 
-@pytest.mark.parametrize("layout", ["flat", "hive-time"])
-@pytest.mark.parametrize("name", [*LOCAL_ENGINES, "r2sql"])
+# Every engine on a flat lake; ClickHouse, whose s3() glob must reach nested folders, on hive-time too.
+@pytest.mark.parametrize(
+    ("name", "layout"), [*((n, "flat") for n in (*LOCAL_ENGINES, "r2sql")), ("clickhouse", "hive-time")]
+)
 def test_engine_answers_on_s3(s3_settings: Settings, name: str, layout: str) -> None:
     events = list(generate(GeneratorSpec(count=150, avg_size_kb=1, seed=5)))
     with Lake(s3_settings) as lake:
@@ -37,7 +39,7 @@ def test_engine_answers_on_s3(s3_settings: Settings, name: str, layout: str) -> 
             else:
                 engine = open_engine(name, lake)
             stack.callback(engine.close)
-            for ns, eid in list(oracle.by_key)[:40]:
+            for ns, eid in list(oracle.by_key)[:25]:
                 assert engine.lookup(ns, eid) == oracle.lookup(ns, eid)
                 assert engine.history(ns, eid) == oracle.history(ns, eid)
             assert engine.lookup("en.wikipedia.org", "missing page") is None

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import pytest
 
 from lakebench.core.config import Settings
-from lakebench.engines.base import Engine, QueryError
+from lakebench.engines.base import Engine, QueryError, SqlLimits
 from lakebench.engines.clickhouse import ClickHouseEngine
 from lakebench.engines.lake_indexed import LakeIndexedEngine
 from lakebench.engines.lake_sql import LakeSqlEngine
 from lakebench.engines.r2sql import R2SqlConfig, R2SqlEngine
-from lakebench.engines.sandbox import CLICKHOUSE, DUCKDB, R2SQL, SqlDialect, SqlLimits, check
+from lakebench.engines.sandbox import CLICKHOUSE, DUCKDB, R2SQL, SqlDialect, check
 from lakebench.generate.synthetic import GeneratorSpec, generate
 from lakebench.lake.catalog import Lake
 from lakebench.lake.writer import LakeWriter

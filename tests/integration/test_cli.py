@@ -193,3 +193,24 @@ def test_history_search_and_sql_commands(tmp_path: Path) -> None:
     assert json.loads(rows.stdout)["rows"] == [[1], [2]]
     refused = runner.invoke(app, ["sql", "DELETE FROM events", "--lake", lake])
     assert refused.exit_code != 0 and "only SELECT" in str(refused.exception)
+
+
+@pytest.mark.parametrize("engine", ["lake-sql", "lake-indexed", "clickhouse"])
+def test_sql_returns_timestamps_and_leaves_no_temporary_folder(tmp_path: Path, engine: str) -> None:
+    lake = str(tmp_path / "lake")
+    source = write_lines(tmp_path / "e.ndjson", [GOOD % "C:\\\\temp", GOOD % "C:\\ttemp"])
+    assert runner.invoke(app, ["ingest", str(source), "--lake", lake]).exit_code == 0
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    query = "SELECT ts, entity_id FROM events WHERE entity_id = ?"
+    command = [sys.executable, "-m", "lakebench.cli", "sql", query, "-p", "C:\\temp", "--engine", engine]
+    proc = subprocess.run(
+        [*command, "--lake", lake, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**__import__("os").environ, "TMPDIR": str(scratch)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["rows"] == [["2025-10-04T12:00:00Z", "C:\\temp"]]  # the backslash is kept
+    assert list(scratch.iterdir()) == []  # the engine removed what it made
