@@ -475,9 +475,10 @@ def serve_pipeline(
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Serve without a token (loopback addresses only).")
     ] = False,
-    state_dir: Annotated[Path, typer.Option("--state-dir", help="Write-ahead log and writer id.")] = Path(
-        ".lakebench/pipeline"
-    ),
+    state_dir: Annotated[
+        Path | None,
+        typer.Option("--state-dir", help="Write-ahead log, writer id, dedupe window (default: one per lake)."),
+    ] = None,
     layout: Annotated[str, typer.Option("--layout", help="lookup | hive-time | flat")] = "lookup",
     roll_mb: Annotated[float, typer.Option("--roll-mb", min=0.001, help="Roll when this much is buffered.")] = 64.0,
     roll_interval: Annotated[float, typer.Option("--roll-interval", min=0.01, help="Roll the oldest after (s).")] = 5.0,
@@ -549,7 +550,10 @@ def serve_pipeline(
         body_timeout_s=body_timeout,
     )
     dlq = DeadLetters(target.store, max_total_bytes=int(dlq_max_mb * 1e6))
-    err.print(f"pipeline {pipeline.writer_id} -> {target.url} (layout {layout}) on http://{host}:{port}")
+    err.print(
+        f"pipeline {pipeline.writer_id} -> {target.url} (layout {layout}, state {pipeline.state_dir}) "
+        f"on http://{host}:{port}"
+    )
     uvicorn.run(create_app(target, pipeline, settings, dlq), host=host, port=port, log_level="warning")
 
 
@@ -631,6 +635,8 @@ def compact(
             f"expired {report.expired_snapshots} snapshots; deleted {len(report.deleted_files)} unreferenced files "
             f"in {report.seconds:.1f} s"
         )
+        if report.orphans_kept_because:
+            err.print(f"note: {report.orphans_kept_because}", markup=False)
 
 
 def main() -> None:

@@ -198,12 +198,12 @@ class ClickHouseEngine:
         if urls[0].startswith("file://"):
             root = self._lake.store.root_url.removeprefix("file://")
             paths = [u.removeprefix("file://") for u in urls]
-            source = f"file({ch_literal(root + '/events/data/**/*.parquet')}, Parquet, {SCHEMA_LITERAL})"
+            source = f"file({ch_literal(f'{root}/{self._lake.data_prefix}/**/*.parquet')}, Parquet, {SCHEMA_LITERAL})"
         else:
             s3 = self._lake.settings.s3
             endpoint = (s3.endpoint or f"https://s3.{s3.region}.amazonaws.com").rstrip("/")
             root_url = urlsplit(self._lake.store.root_url)
-            glob = f"{endpoint}/{root_url.netloc}{root_url.path}/events/data/**/*.parquet"
+            glob = f"{endpoint}/{root_url.netloc}{root_url.path}/{self._lake.data_prefix}/**/*.parquet"
             creds = "NOSIGN, "
             if s3.access_key_id and s3.secret_access_key:
                 creds = f"{ch_literal(s3.access_key_id)}, {ch_literal(s3.secret_access_key)}, "

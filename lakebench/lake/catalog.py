@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
-DATA_PREFIX = "events/data"
+DATA_PREFIX = "events/data"  # of the default catalog's table (see Lake.data_prefix)
+DEFAULT_CATALOG_NAME = "lakebench"
 COMMIT_ATTEMPTS = 8
 T = TypeVar("T")
 TABLE_PROPERTIES = {
@@ -112,14 +113,59 @@ class Lake:
                     f"no events table in {self.url} (catalog {self.settings.catalog_url}); "
                     "write some events first: lakebench generate / lakebench ingest"
                 ) from None
+        location = None if self.is_rest else self.table_location  # a REST catalog places its tables
+        if location is not None:
+            self._refuse_foreign_table(location)
         self.catalog.create_namespace_if_not_exists(NAMESPACE)
         return self.catalog.create_table_if_not_exists(
-            IDENTIFIER,
-            schema=SCHEMA,
-            location=None if self.is_rest else f"{self.url}/events",  # a REST catalog places its tables
-            sort_order=SORT_ORDER,
-            properties=TABLE_PROPERTIES,
+            IDENTIFIER, schema=SCHEMA, location=location, sort_order=SORT_ORDER, properties=TABLE_PROPERTIES
         )
+
+    @property
+    def table_location(self) -> str:
+        """Where a SQL catalog keeps the table: ``<lake>/events`` for the default catalog name,
+        ``<lake>/<name>/events`` for another, so catalogs sharing a lake folder never share files."""
+        name = self.settings.catalog_name
+        if name == DEFAULT_CATALOG_NAME:
+            return f"{self.url}/events"
+        return f"{self.url}/{_folder_name(name)}/events"
+
+    @cached_property
+    def data_prefix(self) -> str:
+        """The object-store prefix (no trailing slash) of the table's data files."""
+        location = self.table().location().rstrip("/")
+        key = self.key_of(location + "/data")
+        return key if not key.startswith(("s3://", "file://", "gs://", "abfs")) else DATA_PREFIX
+
+    def _refuse_foreign_table(self, location: str) -> None:
+        """A new table must not be created where another catalog's table already lives: both would
+        write one folder, and each one's compaction would delete the other's files."""
+        prefix = self.key_of(location) + "/metadata/"
+        found = [o.key for o in self.store.list(prefix) if o.key.endswith(".metadata.json")]
+        if found:
+            raise ConfigError(
+                f"{location} already holds an Iceberg table that the catalog {redact_url(self.settings.catalog_url)} "
+                f"(name {self.settings.catalog_name!r}) does not know: another catalog's. Point --catalog at the "
+                "catalog that owns it, or set LAKEBENCH_CATALOG_NAME to a new name (its table goes to its own folder)"
+            )
+
+    def foreign_tables(self, table: Table) -> list[str]:
+        """Metadata files under this table's location that belong to another table (another catalog
+        pointed at the same folder): their data files must never be taken for orphans."""
+        import orjson
+
+        own = str(table.metadata.table_uuid)
+        prefix = self.key_of(table.location().rstrip("/")) + "/metadata/"
+        foreign = []
+        for info in self.store.list(prefix):
+            if info.key.endswith(".metadata.json"):
+                try:
+                    uuid = str(orjson.loads(self.store.get(info.key)).get("table-uuid"))
+                except (orjson.JSONDecodeError, AttributeError):
+                    continue
+                if uuid != own:
+                    foreign.append(info.key)
+        return foreign
 
     def commit_with_retry(self, attempt: Callable[[Table], T], what: str, attempts: int = COMMIT_ATTEMPTS) -> T:
         """Run ``attempt`` on freshly loaded table metadata until its commit wins.
@@ -164,6 +210,10 @@ class Lake:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _folder_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "catalog"
 
 
 def redact_url(url: str) -> str:

@@ -12,6 +12,7 @@ live file; each file holding a copy that is not the one kept is rewritten, whate
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -25,9 +26,11 @@ from ulid import ULID
 
 from lakebench.core.errors import TransientError
 from lakebench.storage.parquet_io import read_column
-from lakebench.lake.catalog import DATA_PREFIX, Lake
+from lakebench.lake.catalog import Lake
 from lakebench.lake.parquet import ParquetOptions, write_events_parquet
 from lakebench.lake.schema import ARROW_SCHEMA, sort_indices
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from pyiceberg.manifest import DataFile
@@ -54,6 +57,7 @@ class CompactReport:
     snapshot_id: int | None = None
     expired_snapshots: int = 0
     deleted_files: list[str] = field(default_factory=list)
+    orphans_kept_because: str | None = None  # why unreferenced files were not removed
     seconds: float = 0.0
 
 
@@ -192,11 +196,21 @@ def referenced_files(table: Table) -> set[str]:
     return paths
 
 
-def remove_orphans(lake: Lake, table: Table, grace: timedelta) -> list[str]:
+def remove_orphans(lake: Lake, table: Table, grace: timedelta, report: CompactReport | None = None) -> list[str]:
+    foreign = lake.foreign_tables(table)
+    if foreign:
+        reason = (
+            f"{table.location()} also holds another catalog's table ({foreign[0]}): files unreferenced here may be "
+            "referenced there, so none were deleted"
+        )
+        log.warning("%s", reason)
+        if report is not None:
+            report.orphans_kept_because = reason
+        return []
     keep = referenced_files(table)
     cutoff = time.time() - grace.total_seconds()
     removed = []
-    for info in lake.store.list(DATA_PREFIX + "/"):
+    for info in lake.store.list(lake.data_prefix + "/"):
         if info.key.endswith(".parquet") and lake.store.url_for(info.key) not in keep and info.modified < cutoff:
             lake.store.delete(info.key)
             removed.append(info.key)
@@ -226,7 +240,7 @@ def compact(lake: Lake, options: CompactOptions = CompactOptions()) -> CompactRe
     table = lake.table()
     report.expired_snapshots = expire_snapshots(table, options)
     table = lake.table()
-    report.deleted_files = remove_orphans(lake, table, options.orphan_grace)
+    report.deleted_files = remove_orphans(lake, table, options.orphan_grace, report)
     report.files_after = len(list(table.scan().plan_files()))
     report.seconds = time.perf_counter() - started
     return report

@@ -22,7 +22,7 @@ import pyarrow as pa
 from ulid import ULID
 
 from lakebench.core.models import Event
-from lakebench.lake.catalog import DATA_PREFIX, Lake
+from lakebench.lake.catalog import Lake
 from lakebench.lake.layouts import FlatLayout, Layout
 from lakebench.lake.parquet import FileStats, ParquetOptions, write_events_parquet
 from lakebench.lake.schema import events_to_arrow
@@ -145,7 +145,7 @@ class LakeWriter:
             slices = max(1, min(self.options.threads, part_size // self.options.min_parallel_bytes))
             step = -(-len(order) // slices)
             for i in range(0, len(order), step):
-                key = "/".join(p for p in (DATA_PREFIX, folder, next_name()) if p)
+                key = "/".join(p for p in (self.lake.data_prefix, folder, next_name()) if p)
                 futures.append(pool.submit(self._write_file, key, table, order[i : i + step]))
         return futures
 

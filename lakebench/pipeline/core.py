@@ -38,6 +38,7 @@ from lakebench.lake.catalog import Lake
 from lakebench.lake.layouts import get_layout
 from lakebench.lake.writer import LakeWriter, WriterOptions
 from lakebench.pipeline.dedupe import DedupeWindow
+from lakebench.pipeline.state import StateFolder, default_state_dir
 from lakebench.pipeline.wal import WalCorrupted, WriteAheadLog
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class PipelineHooks:
 
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:
-    state_dir: Path = Path(".lakebench/pipeline")
+    state_dir: Path | None = None  # None: a folder of its own for the lake (pipeline/state.py)
     layout: str = "lookup"
     roll_bytes: int = 64 << 20
     roll_interval_s: float = 5.0
@@ -113,12 +114,19 @@ class Pipeline:
     def __init__(self, lake: Lake, config: PipelineConfig = PipelineConfig()) -> None:
         self.lake = lake
         self.config = config
-        config.state_dir.mkdir(parents=True, exist_ok=True)
-        self.writer_id = config.writer_id or self._stable_writer_id(config.state_dir)
-        self.offset_property = f"lakebench.wal.{self.writer_id}"
-        self.wal = WriteAheadLog(config.state_dir / "wal")
+        self.state_dir = config.state_dir or default_state_dir(lake)
+        known = (self.state_dir / "writer.id").read_text().strip() if (self.state_dir / "writer.id").exists() else None
+        # Locked and bound to this lake before anything in it is read or written.
+        self.state = StateFolder(self.state_dir, lake, f"lakebench.wal.{config.writer_id or known}")
+        try:
+            self.writer_id = config.writer_id or known or self._new_writer_id(self.state_dir)
+            self.offset_property = f"lakebench.wal.{self.writer_id}"
+            self.wal = WriteAheadLog(self.state_dir / "wal")
+            self.dedupe = DedupeWindow(self.state_dir / "dedupe", config.dedupe_window, config.dedupe_max_age_s)
+        except BaseException:
+            self.state.release()
+            raise
         self.stats = PipelineStats()
-        self.dedupe = DedupeWindow(config.state_dir / "dedupe", config.dedupe_window, config.dedupe_max_age_s)
         self._writer = LakeWriter(lake, config.writer, get_layout(config.layout))
         self._lock = threading.Lock()  # guards the buffer, the id window and WAL order
         self._flush_lock = threading.Lock()  # one flush at a time
@@ -130,13 +138,10 @@ class Pipeline:
         self.failure: str | None = None  # why the flusher stopped, when a terminal fault stopped it
 
     @staticmethod
-    def _stable_writer_id(state_dir: Path) -> str:
+    def _new_writer_id(state_dir: Path) -> str:
         """A writer id kept beside its WAL, so a restarted process resumes as the same writer."""
-        path = state_dir / "writer.id"
-        if path.exists():
-            return path.read_text().strip()
         writer_id = str(ULID()).lower()
-        path.write_text(writer_id + "\n")
+        (state_dir / "writer.id").write_text(writer_id + "\n")
         return writer_id
 
     # -- start / stop ---------------------------------------------------------------------------
@@ -169,6 +174,7 @@ class Pipeline:
                 self.flush()  # what fails to commit here stays in the WAL for the next start
         finally:
             self.wal.close()
+            self.state.release()
 
     # -- ingest ---------------------------------------------------------------------------------
 

@@ -260,7 +260,7 @@ def test_state_dir_holds_the_wal(tmp_path: Path) -> None:
     lake = Lake(Settings(lake=str(tmp_path / "lake")))
     pipeline = Pipeline(lake, PipelineConfig(state_dir=tmp_path / "state"))
     assert (tmp_path / "state" / "writer.id").read_text().strip() == pipeline.writer_id
-    pipeline.wal.close()
+    pipeline.stop(flush=False)
 
 
 def test_full_buffer_answers_503_with_retry_after(tmp_path: Path) -> None:
