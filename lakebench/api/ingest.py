@@ -16,7 +16,7 @@ from lakebench.core.errors import TransientError
 from lakebench.pipeline.core import Backpressure, Pipeline, PipelineStopped
 from lakebench.pipeline.decode import BodyError, BodyErrorKind, decompress, media_type, parse_records, too_large
 from lakebench.pipeline.dlq import DeadLetters
-from lakebench.pipeline.intake import take_in
+from lakebench.pipeline.intake import request_digest, take_in
 
 _STATUS: Final[dict[BodyErrorKind, tuple[int, str]]] = {
     "payload-too-large": (413, "Payload Too Large"),
@@ -201,16 +201,20 @@ def pipeline_router(pipeline: Pipeline, dlq: DeadLetters, settings: IngestSettin
         event_id was already taken) or rejected with its reasons; rejected events go to the
         dead-letter store within its bounds. 422 when every event was rejected.
         """
+        encoding = request.headers.get("content-encoding")
         try:
             kind = media_type(request.headers.get("content-type"))
-            body = await read_body(request, settings.max_request_bytes, settings.body_timeout_s)
-            body = decompress(body, request.headers.get("content-encoding"), settings.max_decompressed_bytes)
-            records, unit = parse_records(body, kind)
+            raw = await read_body(request, settings.max_request_bytes, settings.body_timeout_s)
+            # Decompressing and parsing take CPU: off the event loop, so other requests are served.
+            body = await run_in_threadpool(decompress, raw, encoding, settings.max_decompressed_bytes)
+            records, unit = await run_in_threadpool(parse_records, body, kind)
         except BodyError as error:
             raise _problem(error) from None
         client = request.client.host if request.client else "unknown"
         try:
-            answer = await run_in_threadpool(take_in, pipeline, dlq, records, unit, f"http:{client}", len(body))
+            answer = await run_in_threadpool(
+                take_in, pipeline, dlq, records, unit, f"http:{client}", len(body), request_digest(raw, encoding)
+            )
         except (Backpressure, PipelineStopped, TransientError) as exc:
             raise _unavailable(exc) from None
         return json_response(answer.document(), 422 if answer.all_rejected else 200)

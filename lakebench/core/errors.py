@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class LakebenchError(Exception):
     """Base of every error lakebench raises on purpose."""
@@ -39,34 +41,39 @@ class InputError(TerminalError):
     """An input file or stream cannot be read at all (as opposed to a bad record in it)."""
 
 
-_TERMINAL_MARKERS = (
-    "AccessDenied",
-    "ACCESS_DENIED",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "NoSuchBucket",
-    "Forbidden",
-    "403",
-    "401",
+# How services say "you may not" (never worth a retry) and "not now" (worth one), in the texts of
+# botocore, pyarrow's S3 client (which pyiceberg writes through) and HTTP clients.
+_TERMINAL = re.compile(
+    r"AccessDenied|ACCESS_DENIED|InvalidAccessKeyId|SignatureDoesNotMatch|NoSuchBucket|NO_SUCH_BUCKET"
+    r"|\b(?:HTTP|status(?: code)?|response code)[ :=]*40[13]\b|\bForbidden\b|\bUnauthorized\b",
+    re.IGNORECASE,
 )
+_TRANSIENT = re.compile(
+    r"NETWORK_CONNECTION|SLOW_DOWN|SlowDown|INTERNAL_FAILURE|InternalError|SERVICE_UNAVAILABLE|ServiceUnavailable"
+    r"|REQUEST_TIMEOUT|RequestTimeout|THROTTL|Throttl|curlCode|Connection reset|Connection refused|timed out"
+    r"|\b(?:HTTP|status(?: code)?|response code)[ :=]*(?:5\d\d|429)\b|database is locked",
+)
+_TRANSIENT_TYPES = frozenset({"OperationalError", "EndpointConnectionError", "ReadTimeoutError", "ConnectTimeoutError"})
 
 
 def is_transient(exc: BaseException) -> bool:
     """Whether the same call may succeed if retried (the flusher's retry policy decides by this).
 
-    lakebench's own errors say so by type; of the rest, timeouts, dropped connections and a
-    database that is busy are transient; refused credentials, missing buckets and folders,
-    permissions, programming errors and anything unknown are terminal: retrying would only hide them.
+    lakebench's own errors say so by type. Of the rest: a refused credential or a missing bucket is
+    terminal, whatever carries it; timeouts, dropped connections, throttling, 5xx answers and a busy
+    catalog database are transient, whether they come as ``ConnectionError`` or as the plain
+    ``OSError`` pyarrow's S3 client raises; anything else (permissions on a folder, programming
+    errors, the unknown) is terminal: retrying would only hide it.
     """
     if isinstance(exc, TransientError):
         return True
     if isinstance(exc, LakebenchError):
         return False
-    text = str(exc)
-    if any(marker in text for marker in _TERMINAL_MARKERS):
+    text = f"{type(exc).__name__}: {exc}"
+    if _TERMINAL.search(text):
         return False
-    if isinstance(exc, TimeoutError | ConnectionError):
+    if isinstance(exc, TimeoutError | ConnectionError) or type(exc).__name__ in _TRANSIENT_TYPES:
         return True
-    name = type(exc).__name__
-    # sqlalchemy's OperationalError (a locked SQLite, a PostgreSQL restart); botocore's endpoint errors
-    return name in {"OperationalError", "EndpointConnectionError", "ReadTimeoutError", "ConnectTimeoutError"}
+    if isinstance(exc, PermissionError | FileNotFoundError | NotADirectoryError | IsADirectoryError):
+        return False
+    return isinstance(exc, OSError) and bool(_TRANSIENT.search(text))

@@ -67,6 +67,7 @@ class _SharedSession:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.query_lock = threading.RLock()  # one query at a time in the session, whichever engine asks
         self._session: Any = None
         self._folder: str | None = None
         self._users = 0
@@ -125,7 +126,7 @@ def _ch_type(value: Any) -> str:
     if isinstance(value, bool):
         return "Bool"
     if isinstance(value, int):
-        return "Int64"
+        return "Int64" if value < 2**63 else "UInt64"  # the sandbox refused what neither holds
     if isinstance(value, float):
         return "Float64"
     if value is None:
@@ -144,22 +145,25 @@ class ClickHouseEngine:
         self._sql_limits = sql_limits
         self._session = _SESSION.acquire()
         self._db = f"lb_{str(ULID()).lower()}"
-        self._lock = threading.Lock()
+        self._lock = _SESSION.query_lock
         self._loaded: set[str] = set()  # files whose hot rows are in the MergeTree
         self._scanned: set[str] = set()  # files whose newest ts is folded into _newest_us
         self._newest_us: int | None = None
         self._cutoff_us: int | None = None
         self._snapshot_id: int | None = -1
         self._stats = QueryStats()
-        self._q(f"CREATE DATABASE {self._db}")
-        self._q(
-            f"CREATE TABLE {self._db}.hot ({TABLE_SCHEMA}, text_lc String MATERIALIZED {TEXT}, "
-            "INDEX text_idx text_lc TYPE text(tokenizer = 'splitByNonAlpha') GRANULARITY 1) "
-            "ENGINE = MergeTree ORDER BY (entity_ns, entity_id, ts) SETTINGS index_granularity = 1024"
-        )
-        self._cold_source = "null"
-        self._create_views([])
-        self.refresh()
+        try:
+            self._q(f"CREATE DATABASE {self._db}")
+            self._q(
+                f"CREATE TABLE {self._db}.hot ({TABLE_SCHEMA}, text_lc String MATERIALIZED {TEXT}, "
+                "INDEX text_idx text_lc TYPE text(tokenizer = 'splitByNonAlpha') GRANULARITY 1) "
+                "ENGINE = MergeTree ORDER BY (entity_ns, entity_id, ts) SETTINGS index_granularity = 1024"
+            )
+            self._create_views([])
+            self.refresh()
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def last_stats(self) -> QueryStats:
@@ -170,14 +174,15 @@ class ClickHouseEngine:
     def _run(self, query: str, params: dict[str, Any]) -> bytes:
         """One query's JSONCompact output. chDB keeps a failed query's partial output and hands it
         out in front of the next query's, so after a failure one throwaway query drains it."""
-        try:
-            data: bytes = self._session.query(
-                query, "JSONCompact", params={k: param_value(v) for k, v in params.items()}
-            ).bytes()
-        except Exception:
-            with contextlib.suppress(Exception):
-                self._session.query("SELECT 1", "JSONCompact")
-            raise
+        with self._lock:
+            try:
+                data: bytes = self._session.query(
+                    query, "JSONCompact", params={k: param_value(v) for k, v in params.items()}
+                ).bytes()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    self._session.query("SELECT 1", "JSONCompact")
+                raise
         return data
 
     def _q(self, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
@@ -377,11 +382,10 @@ class ClickHouseEngine:
             "session_timezone = 'UTC', output_format_json_quote_64bit_integers = 0"
         )
         try:
-            with self._lock:
-                data = self._run(text, {f"p{i}": v for i, v in enumerate(values)})
+            data = self._run(text, {f"p{i}": v for i, v in enumerate(values)})
+            document = orjson.loads(data or b'{"meta": [], "data": []}')
         except Exception as exc:
             raise QueryError(f"query failed: {_ch_message(str(exc))}") from None
-        document = orjson.loads(data or b'{"meta": [], "data": []}')
         types = [m["type"] for m in document["meta"]]
         rows = [tuple(_python(v, t) for v, t in zip(r, types, strict=True)) for r in document["data"]]
         self._stats = QueryStats(rows=min(len(rows), limits.max_rows))
@@ -393,9 +397,11 @@ class ClickHouseEngine:
         with self._lock:
             if self._session is None:
                 return
-            self._q(f"DROP DATABASE IF EXISTS {self._db}")
-            self._session = None
-        _SESSION.release()
+            try:
+                self._q(f"DROP DATABASE IF EXISTS {self._db}")
+            finally:
+                self._session = None
+                _SESSION.release()
 
 
 TABLE_NAME = "events"

@@ -43,10 +43,21 @@ def lake_root(settings: Settings) -> str:
     return (url.removeprefix("file://") if url.startswith("file://") else url).rstrip("/") + "/"
 
 
+def local_path(url: str) -> str:
+    """A folder or bucket URL as DuckDB names it, with a trailing slash."""
+    return (url.removeprefix("file://") if url.startswith("file://") else url).rstrip("/") + "/"
+
+
 def connect(
-    settings: Settings, *, sandbox: bool = True, threads: int | None = None, memory_bytes: int | None = None
+    settings: Settings,
+    *,
+    sandbox: bool = True,
+    allowed: str | None = None,
+    threads: int | None = None,
+    memory_bytes: int | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """A new DuckDB instance (its own memory pool) that reads the lake; sandboxed unless told not to."""
+    """A new DuckDB instance (its own memory pool) that reads the lake; sandboxed unless told not to:
+    then it reads nothing but ``allowed`` (a URL; default the lake's root), its configuration locked."""
     con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
     for name in EXTENSIONS:
         con.execute(f"LOAD {sql_literal(str(extension_path(name)))}")
@@ -70,7 +81,8 @@ def connect(
             ]
         con.execute(f"CREATE OR REPLACE SECRET lakebench_s3 ({', '.join(options)})")
     if sandbox:
-        con.execute(f"SET allowed_directories = [{sql_literal(lake_root(settings))}]")
+        folder = local_path(allowed) if allowed else lake_root(settings)
+        con.execute(f"SET allowed_directories = [{sql_literal(folder)}]")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
     return con

@@ -70,7 +70,9 @@ class LakeSqlEngine:
 
     def __init__(self, lake: Lake, sql_limits: SqlLimits = SqlLimits()) -> None:
         self._lake = lake
-        self._con = connect(lake.settings)
+        # Its own queries, and users' through the worker, read the table's folder only: not the rest
+        # of the lake (dead letters, the catalog file, staging).
+        self._con = connect(lake.settings, allowed=lake.read_location)
         self._lock = threading.Lock()
         self._metadata_location: str | None = None
         self._stats = QueryStats()
@@ -178,7 +180,7 @@ class UserSql:
 
     def __init__(self, lake: Lake, limits: SqlLimits) -> None:
         self.limits = limits
-        self._worker = SqlWorker(lake.settings, limits)
+        self._worker = SqlWorker(lake.settings, limits, allowed=lake.read_location)
 
     def run(self, query: str, params: list[Any], location: str | None) -> SqlResult:
         checked = sandbox.check(query, sandbox.DUCKDB, self.limits)

@@ -281,6 +281,7 @@ class R2SqlEngine:
             sandbox.R2SQL,
             table=sandbox.parse_table(self._config.table, sandbox.R2SQL),
             bind=lambda i, _: sandbox.literal(values[i]),
+            limit=limits.max_rows + 1,  # R2 SQL sends no more rows than the answer keeps
         )
         columns, rows, types = self._query(text, timeout=limits.timeout_s)
         table = [

@@ -14,7 +14,9 @@ same printer, which escapes them for its dialect.
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +24,8 @@ from typing import Any, Final
 
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
-from sqlglot.errors import ParseError, TokenError
+from sqlglot.errors import OptimizeError, ParseError, TokenError
+from sqlglot.optimizer.scope import traverse_scope
 from sqlglot.tokenizer_core import TokenType
 
 from lakebench.engines.base import QueryError, SqlLimits
@@ -172,10 +175,17 @@ class CheckedQuery:
         *,
         table: exp.Table | None = None,
         bind: Callable[[int, exp.Placeholder], exp.Expr] | None = None,
+        limit: int | None = None,
     ) -> str:
         """The checked query as text for the engine: ``events`` mapped to ``table``, each ``?``
-        replaced by ``bind(i, placeholder)``, comments dropped."""
+        replaced by ``bind(i, placeholder)``, comments dropped; a SELECT asks for at most ``limit``
+        rows (a smaller LIMIT of the user's is kept)."""
         tree = self.tree.copy()
+        if limit is not None and isinstance(tree, exp.Select):
+            given = tree.args.get("limit")
+            expression = given.expression if isinstance(given, exp.Limit) else None
+            if not (isinstance(expression, exp.Literal) and expression.is_int and int(expression.this) <= limit):
+                tree = tree.limit(limit)
         ctes = _cte_names(tree)
         if table is not None:
             for node in list(tree.find_all(exp.Table)):
@@ -220,6 +230,26 @@ def _function_name(node: exp.Func) -> tuple[str, bool]:
     return node.key, True
 
 
+@functools.cache
+def _modelled_classes(dialect: SqlDialect) -> frozenset[str]:
+    """The classes sqlglot parses the dialect's own allowed names into (``md5`` -> MD5Digest), so a
+    name on the dialect's list is allowed however sqlglot models it."""
+    found = set(_FUNCTION_CLASSES)
+    for name in dialect.functions:
+        for args in ("x", "x, y", "x, y, z"):
+            try:
+                node = Dialect.get_or_raise(dialect.sqlglot).parse(f"SELECT {name}({args})")[0]
+            except (ParseError, TokenError):
+                continue
+            function = node.find(exp.Func) if node is not None else None
+            if function is not None:
+                written, modelled = _function_name(function)
+                if modelled:
+                    found.add(written)
+                break
+    return frozenset(found)
+
+
 def _refuse(message: str) -> QueryError:
     return QueryError(f"query refused: {message}")
 
@@ -241,25 +271,36 @@ def check(query: str, dialect: SqlDialect, limits: SqlLimits = SqlLimits()) -> C
     tree = statements[0]
     if not isinstance(tree, exp.Query):
         raise _refuse(f"only SELECT is allowed (read-only), got {tree.key.upper()}")
-    ctes = _cte_names(tree)
-    for node in tree.walk():
-        _check_node(node, dialect, ctes)
+    try:
+        for node in tree.walk():
+            _check_node(node, dialect)
+        _check_scopes(tree)
+    except RecursionError:
+        raise _refuse("the query is nested too deeply") from None
     return CheckedQuery(tree, sorted(_placeholders(tree), key=lambda p: p.meta.get("start", 0)))
 
 
-def _check_node(node: exp.Expr, dialect: SqlDialect, ctes: set[str]) -> None:
+def _check_node(node: exp.Expr, dialect: SqlDialect) -> None:
     if isinstance(node, exp.Func) and not isinstance(node, exp.Binary | exp.Unary):  # AND, OR are both
         name, modelled = _function_name(node)
-        if name.lower() not in (_FUNCTION_CLASSES if modelled else dialect.functions):
-            shown = node.sql_name().lower() if modelled else name
-            raise _refuse(f"function {shown!r} is not on the allow-list (no table, file, network or system functions)")
+        if name.lower() not in (_modelled_classes(dialect) if modelled else dialect.functions):
+            shown = node.sql(dialect=dialect.sqlglot).split("(", 1)[0] if modelled else name
+            raise _refuse(
+                f"function {shown[:60]!r} is not on the allow-list (no table, file, network or system functions)"
+            )
         if isinstance(node.parent, exp.From | exp.Join):
             raise _refuse(f"table function {name!r}: only the table 'events' can be read")
         return
     if not isinstance(node, _NODES):
         raise _refuse(f"{node.key.upper()} is not allowed in a query")
     if isinstance(node, exp.Table):
-        _check_table(node, ctes)
+        target = node.this
+        if not isinstance(target, exp.Identifier) or node.args.get("db") or node.args.get("catalog"):
+            raise _refuse(f"only the table 'events' can be read, not {node.sql()[:80]!r}")
+    elif isinstance(node, exp.Column) and (node.args.get("db") or node.args.get("catalog")):
+        raise _refuse(f"{node.sql()[:80]!r} names another database or table")
+    elif isinstance(node, exp.In) and node.args.get("field") is not None:
+        raise _refuse("IN <table> reads a table: write IN (SELECT ... FROM events) or IN (a list)")
     elif isinstance(node, exp.Placeholder) and node.this is not None:
         raise _refuse("use '?' for parameters; named parameters are not accepted")
     elif isinstance(node, exp.Query):
@@ -270,13 +311,24 @@ def _check_node(node: exp.Expr, dialect: SqlDialect, ctes: set[str]) -> None:
         raise _refuse("a CTE cannot be named 'events'")
 
 
-def _check_table(node: exp.Table, ctes: set[str]) -> None:
-    target = node.this
-    if not isinstance(target, exp.Identifier) or node.args.get("db") or node.args.get("catalog"):
-        raise _refuse(f"only the table 'events' can be read, not {node.sql()[:80]!r}")
-    name = target.name.lower()
-    if name != TABLE and name not in ctes:
-        raise _refuse(f"only the table 'events' (and CTEs over it) can be read, not {target.name[:80]!r}")
+def _check_scopes(tree: exp.Query) -> None:
+    """Every table a scope reads is ``events`` or a CTE visible in that very scope — a CTE of the
+    same name defined elsewhere (a sibling subquery, a later CTE) does not make a table legal."""
+    try:
+        scopes = traverse_scope(tree)
+    except OptimizeError as exc:
+        raise _refuse(f"the query's scopes cannot be resolved: {str(exc)[:200]}") from None
+    resolved: set[int] = set()
+    for scope in scopes:
+        visible = {name.lower() for name in scope.cte_sources}
+        for node in scope.tables:
+            resolved.add(id(node))
+            name = node.name.lower()
+            if name != TABLE and name not in visible:
+                raise _refuse(f"only the table 'events' (and CTEs over it) can be read, not {node.name[:80]!r}")
+    for node in tree.find_all(exp.Table):
+        if id(node) not in resolved:
+            raise _refuse(f"the table {node.sql()[:80]!r} is read from a place the sandbox cannot check")
 
 
 def literal(value: Any) -> exp.Expr:
@@ -285,6 +337,10 @@ def literal(value: Any) -> exp.Expr:
         return exp.null()
     if isinstance(value, bool):
         return exp.Boolean(this=value)
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        raise QueryError(f"integer parameter {value} is outside the 64-bit range")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise QueryError(f"parameter {value!r} is not a finite number")
     if isinstance(value, int | float):
         return exp.Literal.number(repr(value))
     if isinstance(value, datetime):

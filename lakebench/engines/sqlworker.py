@@ -14,8 +14,10 @@ its engine; requests and answers are pickled over two pipes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -29,6 +31,7 @@ from lakebench.engines.base import QueryError, SqlLimits, SqlResult, python_valu
 # Python, DuckDB and its extensions need this much on top of the query's own memory.
 BASE_BYTES = 768 << 20
 GRACE_S = 5.0  # past the time limit, a worker that has not answered is killed
+STARTUP_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +41,7 @@ class _Request:
     params: list[Any]
 
 
-def _serve(conn: Any, settings: Settings, limits: SqlLimits) -> None:  # runs in the worker
+def _serve(conn: Any, settings: Settings, limits: SqlLimits, allowed: str | None) -> None:  # runs in the worker
     import resource
 
     import duckdb
@@ -47,7 +50,8 @@ def _serve(conn: Any, settings: Settings, limits: SqlLimits) -> None:  # runs in
 
     cap = limits.memory_bytes + BASE_BYTES
     resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
-    con = connect(settings, threads=limits.threads, memory_bytes=limits.memory_bytes)
+    con = connect(settings, allowed=allowed, threads=limits.threads, memory_bytes=limits.memory_bytes)
+    conn.send(("ready", None))  # start-up is not counted against the first query's time limit
     location: str | None = None
     while True:
         try:
@@ -78,14 +82,17 @@ def _serve(conn: Any, settings: Settings, limits: SqlLimits) -> None:  # runs in
             conn.send(("error", f"query needed more than its {limits.memory_bytes / 2**20:,.0f} MiB memory limit"))
         except duckdb.Error as exc:
             conn.send(("error", f"query failed: {str(exc)[:500]}"))
+        except Exception as exc:  # a value that does not pickle, a bug: answer, and keep serving
+            conn.send(("error", f"query failed: {type(exc).__name__}: {str(exc)[:300]}"))
 
 
 class SqlWorker:
     """A worker process per engine; one query at a time."""
 
-    def __init__(self, settings: Settings, limits: SqlLimits) -> None:
+    def __init__(self, settings: Settings, limits: SqlLimits, allowed: str | None = None) -> None:
         self._settings = settings
         self.limits = limits
+        self._allowed = allowed
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._send: Connection | None = None
@@ -97,7 +104,7 @@ class SqlWorker:
         self._stop()
         to_worker_r, to_worker_w = os.pipe()
         from_worker_r, from_worker_w = os.pipe()
-        setup = pickle.dumps((self._settings, self.limits))
+        setup = pickle.dumps((self._settings, self.limits, self._allowed))
         command = [sys.executable, "-m", "lakebench.engines.sqlworker", str(to_worker_r), str(from_worker_w)]
         try:
             self._process = subprocess.Popen(
@@ -111,6 +118,9 @@ class SqlWorker:
             os.close(from_worker_w)
         self._send = Connection(to_worker_w, readable=False)
         self._recv = Connection(from_worker_r, writable=False)
+        if not self._recv.poll(STARTUP_S) or self._recv.recv()[0] != "ready":
+            self._stop()
+            raise QueryError(f"the SQL worker did not start within {STARTUP_S:g} s")
         return self._send, self._recv
 
     def run(self, location: str, text: str, params: list[Any]) -> SqlResult:
@@ -123,18 +133,26 @@ class SqlWorker:
                     raise QueryError(f"query ran past the {self.limits.timeout_s:g} s limit and was stopped")
                 status, value = recv.recv()
             except (EOFError, OSError):
-                code = self._process.wait(timeout=10) if self._process is not None else None
+                code = self._exit_code()
                 self._stop()
-                if code is not None and code < 0:  # killed, most likely by the kernel for memory
+                if code == -signal.SIGKILL:  # the kernel's out-of-memory killer, or an operator
                     raise QueryError(
-                        f"query was stopped: the worker running it was killed (signal {-code}), most likely for "
-                        f"memory past its {self.limits.memory_bytes / 2**20:,.0f} MiB limit"
+                        "query was stopped: the worker running it was killed (SIGKILL), most likely for memory past "
+                        f"its {self.limits.memory_bytes / 2**20:,.0f} MiB limit"
                     ) from None
-                raise QueryError(f"the SQL worker ended unexpectedly (exit code {code}); try again") from None
+                raise QueryError(f"the SQL worker ended unexpectedly (exit status {code}); try again") from None
         if status != "ok":
             raise QueryError(str(value))
         result: SqlResult = value
         return result
+
+    def _exit_code(self) -> int | None:
+        if self._process is None:
+            return None
+        try:
+            return self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            return None
 
     def _stop(self) -> None:
         for conn in (self._send, self._recv):
@@ -144,7 +162,8 @@ class SqlWorker:
         if self._process is not None:
             if self._process.poll() is None:
                 self._process.kill()
-            self._process.wait(timeout=10)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=10)
             self._process = None
 
     def close(self) -> None:
@@ -159,10 +178,10 @@ class SqlWorker:
 
 
 def main() -> None:  # the worker process
-    settings, limits = pickle.loads(sys.stdin.buffer.read())
+    settings, limits, allowed = pickle.loads(sys.stdin.buffer.read())
     recv = Connection(int(sys.argv[1]), writable=False)
     send = Connection(int(sys.argv[2]), readable=False)
-    _serve(_Duplex(recv, send), settings, limits)
+    _serve(_Duplex(recv, send), settings, limits, allowed)
 
 
 class _Duplex:

@@ -130,6 +130,11 @@ class Lake:
             return f"{self.url}/events"
         return f"{self.url}/{_folder_name(name)}/events"
 
+    @property
+    def read_location(self) -> str:
+        """The folder under which every file of the table lives: all a reader may read."""
+        return self.table().location().rstrip("/") if self.is_rest else self.table_location
+
     @cached_property
     def data_prefix(self) -> str:
         """The object-store prefix (no trailing slash) of the table's data files."""

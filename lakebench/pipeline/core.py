@@ -19,6 +19,7 @@ refuses new events with the reason, which ``/healthz`` and the stats show, until
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -131,6 +132,8 @@ class Pipeline:
         self._lock = threading.Lock()  # guards the buffer, the id window and WAL order
         self._flush_lock = threading.Lock()  # one flush at a time
         self._buffer = _Buffer()
+        self._retry: _Buffer | None = None  # the batch being committed, or whose commit failed
+        self._retry_failed = False
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -157,7 +160,7 @@ class Pipeline:
             event = parse_event(orjson.loads(payload), unlimited)
             if not isinstance(event, Event):
                 raise WalCorrupted(f"WAL record {offset} in {self.wal.folder} no longer parses as an event: {event}")
-            self.dedupe.pending.add(event.event_id)
+            self.dedupe.add_pending([event.event_id])
             self._append_to_buffer([event], offset, [len(payload)])
             self.stats.replayed += 1
         self.wal.truncate(committed)
@@ -182,9 +185,9 @@ class Pipeline:
         """Raise what ``submit`` would refuse any events with now (stopped, or backpressure)."""
         if self.failure is not None:
             raise PipelineStopped(f"the pipeline stopped committing and takes no events: {self.failure}")
-        if self._buffer.bytes >= self.config.max_buffer_bytes:
+        if self.buffered_bytes >= self.config.max_buffer_bytes:
             raise Backpressure(
-                f"ingest buffer full ({self._buffer.bytes:,} of {self.config.max_buffer_bytes:,} bytes waiting "
+                f"ingest buffer full ({self.buffered_bytes:,} of {self.config.max_buffer_bytes:,} bytes waiting "
                 "for a commit)",
                 retry_after=max(1, int(self.config.roll_interval_s)),
             )
@@ -208,7 +211,7 @@ class Pipeline:
                 payloads.append(orjson.dumps(event.to_json_dict()))
             if fresh:
                 first = self.wal.append(payloads)  # durable before we acknowledge
-                self.dedupe.pending.update(seen_now)
+                self.dedupe.add_pending(seen_now)
                 self._append_to_buffer(fresh, first, [len(p) for p in payloads])
         self.stats.accepted += len(fresh)
         self.stats.duplicates += len(events) - len(fresh)
@@ -229,11 +232,19 @@ class Pipeline:
 
     @property
     def buffered_events(self) -> int:
-        return len(self._buffer.events)
+        retry = self._retry
+        return len(self._buffer.events) + (len(retry.events) if retry is not None else 0)
+
+    @property
+    def buffered_bytes(self) -> int:
+        retry = self._retry
+        return self._buffer.bytes + (retry.bytes if retry is not None else 0)
 
     # -- rolling --------------------------------------------------------------------------------
 
     def _due(self) -> bool:
+        if self._retry_failed:  # a batch whose commit failed waits: retry it (not one being committed now)
+            return True
         buffer = self._buffer
         if not buffer.events:
             return False
@@ -281,27 +292,32 @@ class Pipeline:
         log.error("flusher stopped by a fault retrying cannot fix: %s", self.failure, exc_info=exc)
 
     def flush(self) -> int:
-        """Write and commit everything buffered now; returns the number of events committed."""
+        """Write and commit everything buffered now; returns the number of events committed.
+
+        A batch whose commit failed is kept apart and retried first, alone, with the same log
+        offsets — never merged with newer events — so the commit's precondition (this writer's
+        recorded offset) recognises it if the failed attempt did commit after all.
+        """
         if self.failure is not None:
             raise PipelineStopped(f"the pipeline stopped committing: {self.failure}")
+        committed = 0
         with self._flush_lock:
-            with self._lock:
-                buffer = self._buffer
-                if not buffer.events:
-                    return 0
-                self._buffer = _Buffer()
-            try:
-                self._commit(buffer)
-            except BaseException:
-                with self._lock:  # put the events back in front, in offset order
-                    newer = self._buffer
-                    buffer.events.extend(newer.events)
-                    buffer.bytes += newer.bytes
-                    if newer.events:
-                        buffer.last_offset, buffer.newest_at = newer.last_offset, newer.newest_at
-                    self._buffer = buffer
-                raise
-            return len(buffer.events)
+            while True:
+                with self._lock:
+                    if self._retry is None:
+                        if not self._buffer.events:
+                            return committed
+                        self._retry, self._buffer = self._buffer, _Buffer()
+                    batch = self._retry
+                try:
+                    self._commit(batch)
+                except BaseException:
+                    self._retry_failed = True  # the batch stays, to be retried first and alone
+                    raise
+                with self._lock:
+                    self._retry, self._retry_failed = None, False
+                committed += len(batch.events)
+                self._after_commit(batch)
 
     def _commit(self, buffer: _Buffer) -> None:
         started = time.perf_counter()
@@ -316,22 +332,35 @@ class Pipeline:
         def already(table: object) -> bool:
             return int(getattr(table, "properties", {}).get(key, "-1")) >= last
 
-        _, committed = self._writer.commit(
+        _, done = self._writer.commit(
             result,
             summary={"lakebench.writer": self.writer_id, "lakebench.wal-offsets": f"{first}-{last}"},
             properties={key: str(last)},
             already_committed=already,
         )
-        for hook in self.hooks.committed:
-            hook(buffer.events)
-        self.wal.truncate(last)
+        if not done:
+            log.info("offsets %s-%s were already committed (replay after a crash); skipped", first, last)
         self.stats.flushes += 1
         self.stats.committed_events += len(buffer.events)
         self.stats.committed_offset = last
         self.stats.last_commit_at = time.time()
+        self.stats.last_error = None
         self.stats.flush_seconds.append(time.perf_counter() - started)
         del self.stats.flush_seconds[:-1000]
-        if not committed:
-            log.info("offsets %s-%s were already committed (replay after a crash); skipped", first, last)
-        for hook in self.hooks.flushed:
-            hook(buffer.events)
+
+    def _after_commit(self, buffer: _Buffer) -> None:
+        """What follows a commit cannot undo it: a failure here is logged, never a reason to commit again."""
+        events = buffer.events
+        steps: list[tuple[str, Callable[[], object]]] = [
+            *((f"hook {h!r}", functools.partial(h, events)) for h in self.hooks.committed),
+            ("the WAL cut", functools.partial(self.wal.truncate, buffer.last_offset)),  # a replay skips them anyway
+            *((f"hook {h!r}", functools.partial(h, events)) for h in self.hooks.flushed),
+        ]
+        for name, step in steps:
+            try:
+                step()
+            except Exception as exc:
+                self.stats.last_error = f"after commit, {name}: {type(exc).__name__}: {exc}"
+                log.exception(
+                    "%s failed after the commit of offsets %s-%s", name, buffer.first_offset, buffer.last_offset
+                )

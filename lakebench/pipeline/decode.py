@@ -99,8 +99,8 @@ def media_type(content_type: str | None) -> str:
 
 
 _DECODER: Final = msgspec.json.Decoder()
-# A JSON string, or one of the structural characters: enough to find an array's elements.
-_TOKENS: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]', re.DOTALL)
+# The characters that matter to find an array's elements: quotes, escapes, brackets, commas.
+_SPECIAL: Final = re.compile(rb'[\\"\[\]{},]')
 
 
 def _raw(text: bytes) -> str:
@@ -116,29 +116,48 @@ def _problem(exc: Exception) -> Problem:
 
 
 def _elements(body: bytes) -> list[bytes] | None:
-    """The elements of a top-level JSON array, as byte slices, or None when the body is not one
-    (only brackets, braces, commas and strings are looked at; each element is parsed later)."""
+    """The elements of a top-level JSON array, as byte slices, or None when the body is not one.
+
+    One pass over the special characters, tracking strings and escapes (linear: no pattern that
+    could retry from every quote); each element is parsed on its own afterwards.
+    """
     start = len(body) - len(body.lstrip())
     if body[start : start + 1] != b"[":
         return None
     depth = 0
+    in_string = False
+    skip = -1
     elements: list[bytes] = []
     begin = start + 1
-    for match in _TOKENS.finditer(body, start):
-        token = match.group()
-        if token in (b"[", b"{"):
+    for match in _SPECIAL.finditer(body, start):
+        at = match.start()
+        if at == skip:
+            continue
+        char = body[at]
+        if in_string:
+            if char == 0x5C:  # a backslash escapes the next character, whatever it is
+                skip = at + 1
+            elif char == 0x22:
+                in_string = False
+            continue
+        if char == 0x22:
+            in_string = True
+        elif char in b"[{":
             depth += 1
-        elif token in (b"]", b"}"):
+        elif char in b"]}":
             depth -= 1
             if depth == 0:
-                last = body[begin : match.start()].strip()
+                last = body[begin:at].strip()
                 if last or elements:
                     elements.append(last)
-                rest = body[match.end() :].strip()
-                return elements if not rest else None
-        elif token == b"," and depth == 1:
-            elements.append(body[begin : match.start()].strip())
-            begin = match.end()
+                return elements if not body[at + 1 :].strip() else None
+            if depth < 0:
+                return None
+        elif char == 0x2C and depth == 1:
+            elements.append(body[begin:at].strip())
+            begin = at + 1
+        elif char == 0x5C:
+            return None  # a backslash outside a string: not JSON
     return None
 
 

@@ -17,8 +17,10 @@ pipeline processes — are dropped by ``lakebench compact``.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,13 +50,15 @@ def _sorted_ids(ids: list[str]) -> np.ndarray:
 
 
 def _write(folder: Path, segment: _Segment) -> None:
-    """Atomically: a temporary file, fsync'd, renamed into place, folder fsync'd."""
+    """Atomically: a temporary file, fsync'd, renamed into place, folder fsync'd. Its mtime is the
+    segment's time, so its age survives restarts and merges."""
     target = folder / segment.path_name
     tmp = folder / f".{segment.path_name}.tmp"
     with tmp.open("wb") as f:
         np.save(f, segment.ids, allow_pickle=False)
         f.flush()
         os.fsync(f.fileno())
+    os.utime(tmp, (segment.written_at, segment.written_at))
     os.replace(tmp, target)
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -64,11 +68,16 @@ def _write(folder: Path, segment: _Segment) -> None:
 
 
 class DedupeWindow:
+    """Thread-safe: ``seen``/``add_pending`` (request threads) and ``record_commit`` (the flusher)
+    change and read the window under one lock; files are written outside it. One flush at a time
+    calls ``record_commit``."""
+
     def __init__(self, folder: Path, max_ids: int = 1_000_000, max_age_s: float | None = 7 * 86400) -> None:
         self.folder = folder
         self.max_ids = max(1, max_ids)
         self.max_age_s = max_age_s
-        self.pending: set[str] = set()
+        self._lock = threading.Lock()
+        self._pending: set[str] = set()
         self._segments: list[_Segment] = []
         folder.mkdir(parents=True, exist_ok=True)
         self._load()
@@ -99,12 +108,22 @@ class DedupeWindow:
             return []
         probe = np.array(ids, dtype=ID_DTYPE)
         found = np.zeros(len(ids), dtype=bool)
-        for segment in self._segments:
-            if len(segment.ids) == 0:
-                continue
-            at = np.searchsorted(segment.ids, probe)
-            found |= segment.ids[np.minimum(at, len(segment.ids) - 1)] == probe
-        return [bool(f) or i in self.pending for f, i in zip(found, ids, strict=True)]
+        with self._lock:  # an id moving from pending to a segment is in one or the other, never neither
+            for segment in self._segments:
+                if len(segment.ids) == 0:
+                    continue
+                at = np.searchsorted(segment.ids, probe)
+                found |= segment.ids[np.minimum(at, len(segment.ids) - 1)] == probe
+            return [bool(f) or i in self._pending for f, i in zip(found, ids, strict=True)]
+
+    def add_pending(self, ids: set[str] | list[str]) -> None:
+        """Ids acknowledged (in the write-ahead log), not committed yet."""
+        with self._lock:
+            self._pending.update(ids)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
 
     @property
     def committed_ids(self) -> int:
@@ -120,30 +139,36 @@ class DedupeWindow:
         """Before a commit of the log offsets ``first..last``: its ids become part of the window."""
         segment = _Segment(first, last, time.time(), _sorted_ids(ids))
         _write(self.folder, segment)
-        self._segments = [s for s in self._segments if not (s.first >= first and s.last <= last)]
-        self._segments.append(segment)
-        self._segments.sort(key=lambda s: s.first)
-        self.pending.difference_update(ids)
+        with self._lock:
+            covered = [s for s in self._segments if s.first >= first and s.last <= last]
+            kept = [s for s in self._segments if not (s.first >= first and s.last <= last)]
+            self._segments = sorted([*kept, segment], key=lambda s: s.first)
+            self._pending.difference_update(ids)
+        for old in covered:  # an earlier attempt at these offsets (a replay): its file goes too
+            if old.path_name != segment.path_name:
+                (self.folder / old.path_name).unlink(missing_ok=True)
         self._merge()
         self._evict()
 
     def _merge(self) -> None:
         cap = max(1, self.max_ids // 8)
         while len(self._segments) > MAX_SEGMENTS:
+            segments = self._segments
             pairs = [
                 (len(a.ids) + len(b.ids), i)
-                for i, (a, b) in enumerate(zip(self._segments, self._segments[1:], strict=False))
+                for i, (a, b) in enumerate(itertools.pairwise(segments))
                 if len(a.ids) + len(b.ids) <= cap
             ]
             if not pairs:
                 return
             _, i = min(pairs)
-            a, b = self._segments[i], self._segments[i + 1]
+            a, b = segments[i], segments[i + 1]
             merged = _Segment(a.first, b.last, max(a.written_at, b.written_at), np.union1d(a.ids, b.ids))
             _write(self.folder, merged)  # then the inputs go: a crash in between is resolved by _load
+            with self._lock:
+                self._segments = [*segments[:i], merged, *segments[i + 2 :]]
             for old in (a, b):
                 (self.folder / old.path_name).unlink(missing_ok=True)
-            self._segments[i : i + 2] = [merged]
 
     def _evict(self) -> None:
         now = time.time()
@@ -153,5 +178,6 @@ class DedupeWindow:
             too_old = self.max_age_s is not None and now - oldest.written_at > self.max_age_s
             if not (too_many or too_old):
                 return
+            with self._lock:
+                self._segments = self._segments[1:]
             (self.folder / oldest.path_name).unlink(missing_ok=True)
-            self._segments.pop(0)

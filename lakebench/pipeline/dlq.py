@@ -42,6 +42,7 @@ class DeadLetter:
     problems: list[dict[str, str]]
     record: Any  # the parsed JSON value, when the record was JSON and can be written back as JSON
     raw_text: str | None  # the raw text (truncated), or a summary of a record JSON cannot hold
+    request: str | None = None  # a digest of the request it came in: the same on a client's retry
 
     def to_json(self) -> bytes:
         """One NDJSON line. Never fails: a record JSON cannot hold is kept as a summary."""
@@ -53,6 +54,7 @@ class DeadLetter:
             "problems": self.problems,
             "record": self.record,
             "raw_text": self.raw_text,
+            "request": self.request,
         }
         try:
             return orjson.dumps(document)
@@ -64,15 +66,28 @@ class DeadLetter:
     @classmethod
     def from_json(cls, line: bytes) -> DeadLetter:
         d = orjson.loads(line)
-        return cls(d["received_at"], d["source"], d["position"], d["unit"], d["problems"], d["record"], d["raw_text"])
+        return cls(
+            d["received_at"],
+            d["source"],
+            d["position"],
+            d["unit"],
+            d["problems"],
+            d["record"],
+            d["raw_text"],
+            d.get("request"),
+        )
 
     @property
     def identity(self) -> tuple[str, ...]:
-        """What makes this letter unique: when and from where it came, and its place in the request."""
-        return (self.received_at, self.source, self.unit, str(self.position))
+        """What makes this letter unique: its request (by digest, the same on a client's retry; else
+        when and from where it came) and its place in it."""
+        origin = (self.request,) if self.request else (self.received_at, self.source)
+        return (*origin, self.unit, str(self.position))
 
 
-def letter(rejection: Rejection, source: str, record: Any = None, raw_text: str | None = None) -> DeadLetter:
+def letter(
+    rejection: Rejection, source: str, record: Any = None, raw_text: str | None = None, request: str | None = None
+) -> DeadLetter:
     if raw_text is not None and len(raw_text) > MAX_RAW_TEXT:
         raw_text = raw_text[:MAX_RAW_TEXT] + "…(truncated)"
     return DeadLetter(
@@ -83,6 +98,7 @@ def letter(rejection: Rejection, source: str, record: Any = None, raw_text: str 
         problems=[{"field": p.field, "message": p.message[:500]} for p in rejection.problems[:20]],
         record=record,
         raw_text=raw_text,
+        request=request,
     )
 
 
@@ -124,10 +140,11 @@ class DeadLetters:
             size += len(line)
         return b"".join(lines), len(lines), len(letters) - len(lines)
 
-    def put_prepared(self, content: bytes) -> str | None:
+    def put_prepared(self, content: bytes, name: str | None = None) -> str | None:
+        """Write one request's dead letters; ``name`` (the request's digest) makes a retry rewrite them."""
         if not content:
             return None
-        key = f"{PREFIX}{datetime.now(UTC):%Y-%m-%d}/{ULID()}.ndjson"
+        key = f"{PREFIX}{datetime.now(UTC):%Y-%m-%d}/{name or ULID()}.ndjson"
         self.store.put_bytes(key, content)
         with self._lock:
             self._total = (self._total or 0) + len(content)

@@ -3,11 +3,13 @@
 Order: parse and validate every record; serialise the dead letters within their bounds; check the
 pipeline takes events at all; then write the dead letters, then append the good events to the
 write-ahead log (the acknowledgement). A failure before the log append leaves no event accepted
-and the whole request can be retried; nothing of a request is both refused and partly written.
+and the whole request can be retried: its dead letters are named by a digest of the request, so
+the retry rewrites the same file and a replay derives the same event ids from them.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,9 +43,22 @@ class IntakeAnswer:
         }
 
 
+def request_digest(body: bytes, encoding: str | None = None) -> str:
+    """What names a request's dead letters: a retry of the same request names the same ones."""
+    return hashlib.blake2b(body + b"\0" + (encoding or "").encode(), digest_size=12).hexdigest()
+
+
 def take_in(
-    pipeline: Pipeline, dlq: DeadLetters, records: list[Record], unit: str, source: str, request_bytes: int
+    pipeline: Pipeline,
+    dlq: DeadLetters,
+    records: list[Record],
+    unit: str,
+    source: str,
+    request_bytes: int,
+    request: str | None = None,
 ) -> IntakeAnswer:
+    """Answer every record. ``request`` (a digest of the body) names its dead letters: a client's
+    retry of a request that failed after they were written rewrites them instead of adding more."""
     answer = IntakeAnswer()
     good: list[Event] = []
     good_slots: list[int] = []
@@ -65,11 +80,11 @@ def take_in(
             }
         )
         raw = None if isinstance(record.value, Problem) else record.value
-        letters.append(letter(Rejection(record.position, tuple(problems), unit), source, raw, record.raw_text))
+        letters.append(letter(Rejection(record.position, tuple(problems), unit), source, raw, record.raw_text, request))
 
     content, kept, dropped = dlq.prepare(letters, request_bytes)
     pipeline.admit()  # stopped or full: refuse the whole request before writing anything
-    dlq.put_prepared(content)
+    dlq.put_prepared(content, request)
     statuses = pipeline.submit(good) if good else []
     for slot, outcome in zip(good_slots, statuses, strict=True):
         answer.events[slot]["status"] = outcome

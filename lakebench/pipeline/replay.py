@@ -13,10 +13,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
-from lakebench.core.errors import StorageUnavailable
+from lakebench.core.errors import InputError, StorageUnavailable
 from lakebench.core.ids import stable_event_id
 from lakebench.core.models import Event, Limits
 from lakebench.core.validate import parse_event
@@ -30,20 +31,46 @@ if TYPE_CHECKING:
 SUMMARY_KEY = "lakebench.dlq-replay"
 
 
+MAX_POST_BYTES = 4_000_000  # under the ingest service's default request limit (5 MB)
+
+
 def _post(url: str, token: str | None, events: list[Event]) -> None:
-    body = "\n".join(e.to_json() for e in events).encode()
+    """Send events to a running pipeline, in requests under its size limit."""
+    batch: list[bytes] = []
+    size = 0
+    for line in (e.to_json().encode() for e in events):
+        if batch and size + len(line) + 1 > MAX_POST_BYTES:
+            _post_batch(url, token, batch)
+            batch, size = [], 0
+        batch.append(line)
+        size += len(line) + 1
+    if batch:
+        _post_batch(url, token, batch)
+
+
+def _post_batch(url: str, token: str | None, lines: list[bytes]) -> None:
     request = urllib.request.Request(
-        url.rstrip("/") + "/v1/events", data=body, method="POST", headers={"Content-Type": "application/x-ndjson"}
+        url.rstrip("/") + "/v1/events",
+        data=b"\n".join(lines),
+        method="POST",
+        headers={"Content-Type": "application/x-ndjson"},
     )
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read()[:300].decode("utf-8", "replace")
+        if exc.code >= 500 or exc.code in (408, 429):
+            raise StorageUnavailable(f"{url} answered {exc.code}: {detail}; nothing was removed, retry") from None
+        raise InputError(f"{url} refused the dead letters ({exc.code}): {detail}; nothing was removed") from None
     except OSError as exc:
-        raise StorageUnavailable(f"re-submitting to {url} failed: {exc}") from exc
+        raise StorageUnavailable(f"re-submitting to {url} failed: {exc}; nothing was removed, retry") from exc
     if answer.get("rejected"):
-        raise StorageUnavailable(f"{url} rejected {answer['rejected']} re-validated events; nothing was removed")
+        raise InputError(
+            f"{url} rejected {answer['rejected']} re-validated events (its limits differ?); nothing was removed"
+        )
 
 
 def _revalidate(entry: DeadLetter, limits: Limits) -> Event | None:

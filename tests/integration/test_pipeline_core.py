@@ -206,7 +206,8 @@ def test_failed_flushes_are_retried_and_lose_nothing(lake: Lake, tmp_path: Path,
         events = [make_event(entity_id=f"retry {i}") for i in range(20)]
         assert pipeline.submit(events) == ["accepted"] * 20  # durable in the WAL, store or no store
         wait_for(lambda: pipeline.stats.committed_events == 20, timeout=30)
-        assert faulty.failures == 3 and pipeline.stats.last_error is not None
+        assert faulty.failures == 3 and pipeline.stats.flush_retries == 3
+        assert pipeline.stats.last_error is None  # cleared by the commit that succeeded
     finally:
         pipeline.stop()
     ids = [e.event_id for e in arrow_to_events(lake.table().scan().to_arrow())]
@@ -252,3 +253,63 @@ def test_dead_letter_replay_is_idempotent_across_a_crash(lake: Lake, make_event:
     again = sorted(e.event_id for e in arrow_to_events(lake.table().scan().to_arrow()))
     assert again == first  # the same ids, written once
     assert list(letters.entries()) == []
+
+
+def test_a_failure_after_the_commit_never_commits_again(lake: Lake, tmp_path: Path, make_event: MakeEvent) -> None:
+    from lakebench.core.errors import StorageUnavailable
+
+    pipeline = run_pipeline(lake, tmp_path, roll_interval_s=3600, idle_s=3600)
+    calls: list[int] = []
+
+    def flaky_index(events: list[Event]) -> None:  # e.g. an index refresh that meets a store blip
+        calls.append(len(events))
+        if len(calls) == 1:
+            raise StorageUnavailable("index store blip")
+
+    pipeline.hooks.flushed.append(flaky_index)
+    first, second = [make_event(entity_id=f"a{i}") for i in range(3)], [make_event(entity_id="b")]
+    try:
+        pipeline.submit(first)
+        assert pipeline.flush() == 3  # committed; the failing hook is logged, not a reason to retry
+        assert "index store blip" in (pipeline.stats.last_error or "")
+        assert pipeline.submit(second) == ["accepted"], pipeline.stats
+        assert pipeline.flush() == 1, (pipeline.stats, calls)
+    finally:
+        pipeline.stop()
+    assert calls == [3, 1]
+    ids = [e.event_id for e in arrow_to_events(lake.table().scan().to_arrow())]
+    assert sorted(ids) == sorted(e.event_id for e in first + second)
+
+
+def test_a_commit_that_failed_is_retried_alone(
+    lake: Lake, tmp_path: Path, make_event: MakeEvent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit went through but its answer was lost: the retry must recognise it by its offsets
+    even though newer events arrived meanwhile."""
+    from lakebench.core.errors import StorageUnavailable
+    from lakebench.lake.writer import LakeWriter as Writer
+
+    real_commit = Writer.commit
+    lost = []
+
+    def commit_then_lose_the_answer(self: Writer, *args: object, **kwargs: object) -> tuple[int, bool]:
+        answer = real_commit(self, *args, **kwargs)  # type: ignore[arg-type]
+        if not lost:
+            lost.append(answer)
+            raise StorageUnavailable("connection reset after the commit")
+        return answer
+
+    monkeypatch.setattr(Writer, "commit", commit_then_lose_the_answer)
+    pipeline = run_pipeline(lake, tmp_path, roll_interval_s=3600, idle_s=3600)
+    first, second = [make_event(entity_id=f"c{i}") for i in range(4)], [make_event(entity_id="d")]
+    try:
+        pipeline.submit(first)
+        with pytest.raises(StorageUnavailable):
+            pipeline.flush()
+        pipeline.submit(second)
+        assert pipeline.buffered_events == 5
+        assert pipeline.flush() == 5
+    finally:
+        pipeline.stop()
+    ids = [e.event_id for e in arrow_to_events(lake.table().scan().to_arrow())]
+    assert sorted(ids) == sorted(e.event_id for e in first + second)  # each once

@@ -56,3 +56,31 @@ def test_result_files_are_never_overwritten(tmp_path: Path) -> None:
     assert path == tmp_path / "2026-11-29" / "01J0000000000000000000TEST.json"
     with pytest.raises(FileExistsError):
         write_result(result, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (ConnectionResetError("reset by peer"), True),
+        (TimeoutError("read timed out"), True),
+        (OSError("When uploading part: AWS Error NETWORK_CONNECTION during CreateMultipartUpload: curlCode 7"), True),
+        (OSError("AWS Error SLOW_DOWN during PutObject operation: Please reduce your request rate"), True),
+        (OSError("AWS Error INTERNAL_FAILURE during PutObject"), True),
+        (OSError("AWS Error ACCESS_DENIED during PutObject operation: Access Denied"), False),
+        (OSError("AWS Error NO_SUCH_BUCKET during ListObjectsV2"), False),
+        (PermissionError(13, "Permission denied", "/lake/events"), False),
+        (FileNotFoundError(2, "No such file or directory", "/gone"), False),
+        (OSError(28, "No space left on device"), False),
+        (ValueError("a bug"), False),
+        # a number that merely contains 401 or 403 is no status code
+        (ConnectionResetError("reset while writing 00000000000000401337.parquet"), True),
+        (type("OperationalError", (Exception,), {})("database is locked [SQL: ... 00403-uuid.metadata.json]"), True),
+        (OSError("HTTP 403 Forbidden"), False),
+        (OSError("unexpected status code 503 from the endpoint"), True),
+    ],
+)
+def test_faults_are_classified_by_what_retrying_can_fix(error: Exception, transient: bool) -> None:
+    from lakebench.core.errors import StorageError, StorageUnavailable, is_transient
+
+    assert is_transient(error) is transient
+    assert is_transient(StorageUnavailable("x")) and not is_transient(StorageError("x"))

@@ -24,7 +24,7 @@ def test_pending_and_committed_ids_are_seen_and_others_not(tmp_path: Path) -> No
     window = DedupeWindow(tmp_path)
     first, pending, unknown = ids(5), ids(3), ids(4)
     commit(window, first, 0)
-    window.pending.update(pending)
+    window.add_pending(pending)
     assert window.seen(first + pending + unknown) == [True] * 8 + [False] * 4
     assert window.seen([]) == []
 
@@ -94,3 +94,35 @@ def test_a_replayed_commit_rewrites_its_own_segment(tmp_path: Path) -> None:
     commit(window, batch, 0)
     commit(window, batch, 0)  # the same offsets again, after a crash between segment and WAL cut
     assert window.segments == 1 and window.committed_ids == 8
+
+
+def test_an_id_moving_from_pending_to_committed_is_never_unseen(tmp_path: Path) -> None:
+    """The flusher commits while request threads ask: an acknowledged id must always be seen."""
+    import threading
+
+    window = DedupeWindow(tmp_path, max_ids=2_000)
+    acknowledged: list[list[str]] = []
+    done = threading.Event()
+    misses = []
+
+    def flusher() -> None:
+        offset = 0
+        for _ in range(150):
+            batch = ids(20)
+            window.add_pending(batch)
+            acknowledged.append(batch)
+            offset = commit(window, batch, offset)  # merges and evictions included
+        done.set()
+
+    def reader() -> None:
+        while not done.is_set():
+            for batch in acknowledged[-5:]:
+                if not all(window.seen(batch)):
+                    misses.append(batch)
+
+    threads = [threading.Thread(target=flusher), threading.Thread(target=reader)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert misses == []
