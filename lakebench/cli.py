@@ -486,10 +486,13 @@ def serve_pipeline(
     max_request_mb: Annotated[float, typer.Option("--max-request-mb", min=0.001)] = 5.0,
     max_decompressed_mb: Annotated[
         float, typer.Option("--max-decompressed-mb", min=0.001, help="Largest gzip body once decompressed.")
-    ] = 50.0,
+    ] = 20.0,
     body_timeout: Annotated[
         float, typer.Option("--body-timeout", min=0.01, help="Answer 408 when a body stalls this long (s).")
     ] = 10.0,
+    body_deadline: Annotated[
+        float, typer.Option("--body-deadline", min=0.01, help="Answer 408 when a body takes longer in all (s).")
+    ] = 60.0,
     dedupe_window: Annotated[
         int, typer.Option("--dedupe-window", min=1, help="Committed event ids remembered for duplicates.")
     ] = 1_000_000,
@@ -548,6 +551,7 @@ def serve_pipeline(
         max_request_bytes=int(max_request_mb * 1e6),
         max_decompressed_bytes=int(max_decompressed_mb * 1e6),
         body_timeout_s=body_timeout,
+        body_deadline_s=body_deadline,
     )
     dlq = DeadLetters(target.store, max_total_bytes=int(dlq_max_mb * 1e6))
     err.print(

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from lakebench.api.auth import require_token
 from lakebench.api.problems import RequestProblem, json_response, problem_responses
@@ -26,6 +27,7 @@ _STATUS: Final[dict[BodyErrorKind, tuple[int, str]]] = {
     "malformed-json": (400, "Bad Request"),
     "empty-body": (400, "Bad Request"),
     "not-an-array": (400, "Bad Request"),
+    "too-many-records": (413, "Payload Too Large"),
 }
 
 
@@ -33,8 +35,9 @@ _STATUS: Final[dict[BodyErrorKind, tuple[int, str]]] = {
 class IngestSettings:
     token: str | None  # None: no authentication (local use only, chosen explicitly)
     max_request_bytes: int = 5_000_000
-    max_decompressed_bytes: int = 50_000_000
+    max_decompressed_bytes: int = 20_000_000
     body_timeout_s: float = 10.0  # longest wait for the next piece of a request body
+    body_deadline_s: float = 60.0  # longest a whole body may take to arrive
 
 
 # -- the OpenAPI shapes (the handler reads the raw body itself: JSON or NDJSON, maybe gzip) --------
@@ -135,26 +138,36 @@ INGEST_BODY: Final = {
 OPENAPI_MODELS: Final = (EventIn,)  # models the app adds to components/schemas
 
 
-async def read_body(request: Request, limit: int, idle_timeout_s: float) -> bytes:
-    """The body, up to ``limit`` bytes; a client that stops sending for ``idle_timeout_s`` gets 408."""
+async def read_body(request: Request, limit: int, idle_timeout_s: float, deadline_s: float = 60.0) -> bytes:
+    """The body, up to ``limit`` bytes. A client that stops sending for ``idle_timeout_s``, or has
+    not sent it all after ``deadline_s`` (a trickle), gets 408 and the connection is closed."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _problem(too_large(int(declared), limit, "request body", "--max-request-mb"))
     chunks: list[bytes] = []
     size = 0
     stream = request.stream().__aiter__()
+    deadline = asyncio.get_running_loop().time() + deadline_s
     while True:
+        left = deadline - asyncio.get_running_loop().time()
         try:
-            chunk = await asyncio.wait_for(stream.__anext__(), idle_timeout_s)
+            chunk = await asyncio.wait_for(stream.__anext__(), max(0.0, min(idle_timeout_s, left)))
         except StopAsyncIteration:
             return b"".join(chunks)
+        except ClientDisconnect:
+            raise RequestProblem(400, "client-disconnected", "Bad Request", "the client went away mid-body") from None
         except TimeoutError:
+            why = (
+                f"no part of it arrived for {idle_timeout_s:g} s"
+                if left > idle_timeout_s
+                else (f"it did not arrive whole within {deadline_s:g} s")
+            )
             raise RequestProblem(
                 408,
                 "request-timeout",
                 "Request Timeout",
-                f"no part of the request body arrived for {idle_timeout_s:g} s after {size:,} bytes "
-                f"(of {declared or 'an unknown number of'} declared); send the whole body",
+                f"request body: {why} ({size:,} bytes of {declared or 'an unknown number of'} declared); "
+                "send the whole body",
                 {"Connection": "close"},
             ) from None
         size += len(chunk)
@@ -204,7 +217,9 @@ def pipeline_router(pipeline: Pipeline, dlq: DeadLetters, settings: IngestSettin
         encoding = request.headers.get("content-encoding")
         try:
             kind = media_type(request.headers.get("content-type"))
-            raw = await read_body(request, settings.max_request_bytes, settings.body_timeout_s)
+            raw = await read_body(
+                request, settings.max_request_bytes, settings.body_timeout_s, settings.body_deadline_s
+            )
             # Decompressing and parsing take CPU: off the event loop, so other requests are served.
             body = await run_in_threadpool(decompress, raw, encoding, settings.max_decompressed_bytes)
             records, unit = await run_in_threadpool(parse_records, body, kind)
@@ -212,8 +227,8 @@ def pipeline_router(pipeline: Pipeline, dlq: DeadLetters, settings: IngestSettin
             raise _problem(error) from None
         client = request.client.host if request.client else "unknown"
         try:
-            answer = await run_in_threadpool(
-                take_in, pipeline, dlq, records, unit, f"http:{client}", len(body), request_digest(raw, encoding)
+            answer = await run_in_threadpool(  # dead letters are bounded by what came over the wire
+                take_in, pipeline, dlq, records, unit, f"http:{client}", len(raw), request_digest(raw, encoding)
             )
         except (Backpressure, PipelineStopped, TransientError) as exc:
             raise _unavailable(exc) from None

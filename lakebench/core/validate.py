@@ -196,7 +196,8 @@ def parse_event(raw: object, limits: Limits = Limits()) -> Event | list[Problem]
         if raw_type in EVENT_TYPES:
             event_type = raw_type
         else:
-            problems.append(Problem("type", f"must be one of {', '.join(EVENT_TYPES)}, got {raw_type!r}"))
+            shown = repr(raw_type) if len(repr(raw_type)) <= 60 else repr(raw_type)[:60] + "…"
+            problems.append(Problem("type", f"must be one of {', '.join(EVENT_TYPES)}, got {shown}"))
 
     title = _text(raw, "title", problems, required=False, max_bytes=limits.max_title_bytes)
     body = _text(raw, "body", problems, required=False, max_bytes=limits.max_body_bytes)

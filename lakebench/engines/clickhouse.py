@@ -378,20 +378,21 @@ class ClickHouseEngine:
         text += (
             f" SETTINGS readonly = 2, max_execution_time = {limits.timeout_s:g}, timeout_overflow_mode = 'throw', "
             f"max_memory_usage = {limits.memory_bytes}, max_threads = {limits.threads}, "
-            f"max_result_rows = {limits.max_rows + 1}, result_overflow_mode = 'break', "
+            f"max_result_rows = {limits.max_rows + 1}, max_result_bytes = {limits.memory_bytes // 4}, "
+            "result_overflow_mode = 'break', "
             "session_timezone = 'UTC', output_format_json_quote_64bit_integers = 0"
         )
         try:
             data = self._run(text, {f"p{i}": v for i, v in enumerate(values)})
             document = orjson.loads(data or b'{"meta": [], "data": []}')
+            types = [m["type"] for m in document["meta"]]
+            rows = [tuple(_python(v, t) for v, t in zip(r, types, strict=True)) for r in document["data"]]
         except Exception as exc:
             raise QueryError(f"query failed: {_ch_message(str(exc))}") from None
-        types = [m["type"] for m in document["meta"]]
-        rows = [tuple(_python(v, t) for v, t in zip(r, types, strict=True)) for r in document["data"]]
+        # 'break' stops at the row or the byte limit, whichever comes first: either way, more existed.
+        truncated = len(rows) > limits.max_rows or len(data) >= limits.memory_bytes // 4
         self._stats = QueryStats(rows=min(len(rows), limits.max_rows))
-        return SqlResult(
-            [m["name"] for m in document["meta"]], rows[: limits.max_rows], truncated=len(rows) > limits.max_rows
-        )
+        return SqlResult([m["name"] for m in document["meta"]], rows[: limits.max_rows], truncated=truncated)
 
     def close(self) -> None:
         with self._lock:
@@ -417,9 +418,12 @@ def _ch_message(text: str) -> str:
     return first[:500]
 
 
+_DATETIME = re.compile(r"^(?:Nullable\(|LowCardinality\()*DateTime(?:64)?(?:\(|$)")
+
+
 def _python(value: Any, kind: str) -> Any:
     """A JSONCompact value as the contract returns it: DateTime64 as an aware UTC datetime."""
-    if isinstance(value, str) and "DateTime" in kind:
+    if isinstance(value, str) and _DATETIME.match(kind):
         zone = re.search(r"'([^']+)'", kind)  # DateTime64(6, 'Asia/Tokyo') prints local time there
         at = datetime.fromisoformat(value).replace(tzinfo=ZoneInfo(zone.group(1)) if zone else UTC)
         return at.astimezone(UTC)

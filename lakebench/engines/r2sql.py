@@ -89,11 +89,17 @@ def literal(value: Any) -> str:
     return sandbox.literal(value).sql(dialect=sandbox.R2SQL.sqlglot)
 
 
+MAX_ANSWER_BYTES = 1 << 30  # an answer larger than this is refused, not held in memory
+
+
 def _urllib_post(url: str, headers: dict[str, str], body: bytes, timeout: float = 60.0) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return int(response.status), bytes(response.read())
+            data = bytes(response.read(MAX_ANSWER_BYTES + 1))
+            if len(data) > MAX_ANSWER_BYTES:
+                raise QueryError(f"R2 SQL's answer is over {MAX_ANSWER_BYTES:,} bytes; ask for fewer rows or columns")
+            return int(response.status), data
     except urllib.error.HTTPError as exc:
         return int(exc.code), bytes(exc.read())
     except TimeoutError:

@@ -24,6 +24,9 @@ NDJSON_TYPES: Final = frozenset(
     {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
 )
 MAX_RAW_TEXT: Final = 4096  # of an unreadable record, kept for the dead-letter store
+MAX_GZIP_MEMBERS: Final = 100  # cat a.gz b.gz ...: each member's leftover input is copied, so they are few
+MAX_RECORDS: Final = 100_000  # records in one request: its answer lists each one
+_JSON_SPACE: Final = b" \t\r\n"  # what JSON calls whitespace (not \x0b, \x0c)
 
 BodyErrorKind = Literal[
     "payload-too-large",
@@ -33,6 +36,7 @@ BodyErrorKind = Literal[
     "malformed-json",
     "empty-body",
     "not-an-array",
+    "too-many-records",
 ]
 
 
@@ -72,6 +76,10 @@ def decompress(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
     data = body
     members = 0
     while True:
+        if members == MAX_GZIP_MEMBERS:
+            raise BodyError(
+                "bad-gzip", f"the gzip body has more than {MAX_GZIP_MEMBERS} members; compress the batch as one stream"
+            )
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
             out += inflater.decompress(data, max_bytes + 1 - len(out))
@@ -121,7 +129,7 @@ def _elements(body: bytes) -> list[bytes] | None:
     One pass over the special characters, tracking strings and escapes (linear: no pattern that
     could retry from every quote); each element is parsed on its own afterwards.
     """
-    start = len(body) - len(body.lstrip())
+    start = len(body) - len(body.lstrip(_JSON_SPACE))
     if body[start : start + 1] != b"[":
         return None
     depth = 0
@@ -147,18 +155,26 @@ def _elements(body: bytes) -> list[bytes] | None:
         elif char in b"]}":
             depth -= 1
             if depth == 0:
-                last = body[begin:at].strip()
+                last = body[begin:at].strip(_JSON_SPACE)
                 if last or elements:
                     elements.append(last)
-                return elements if not body[at + 1 :].strip() else None
+                return elements if not body[at + 1 :].strip(_JSON_SPACE) else None
             if depth < 0:
                 return None
         elif char == 0x2C and depth == 1:
-            elements.append(body[begin:at].strip())
+            elements.append(body[begin:at].strip(_JSON_SPACE))
             begin = at + 1
+            if len(elements) > MAX_RECORDS:
+                raise _too_many()
         elif char == 0x5C:
             return None  # a backslash outside a string: not JSON
     return None
+
+
+def _too_many() -> BodyError:
+    return BodyError(
+        "too-many-records", f"the request holds more than {MAX_RECORDS:,} records; split it into smaller batches"
+    )
 
 
 def parse_json(body: bytes) -> list[Record]:
@@ -174,6 +190,8 @@ def parse_json(body: bytes) -> list[Record]:
         return [Record(0, value)]
     if not isinstance(value, list):
         raise BodyError("not-an-array", "the JSON body must be an array of event objects (or one object)")
+    if len(value) > MAX_RECORDS:
+        raise _too_many()
     return [Record(i, item) for i, item in enumerate(value)]
 
 
@@ -186,6 +204,8 @@ def _one(position: int, text: bytes) -> Record:
 
 def parse_ndjson(body: bytes) -> list[Record]:
     """One record per non-blank line, numbered from 1."""
+    if body.count(b"\n") > MAX_RECORDS and sum(1 for line in body.split(b"\n") if line.strip()) > MAX_RECORDS:
+        raise _too_many()
     return [_one(n, line) for n, line in enumerate(body.split(b"\n"), start=1) if line.strip()]
 
 

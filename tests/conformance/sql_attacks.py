@@ -92,6 +92,11 @@ DUCKDB = [
     "SELECT range(1000000000000)",
     "SELECT repeat('x', 2000000000)",
     "SELECT lpad('x', 2000000000, 'y')",
+    # arguments sqlglot writes out as raw text: a collation, a date part
+    "SELECT COLLATE('a', 'nocase; COPY (SELECT 42) TO ''{lake}/events/pwned.csv''; SELECT 1 AS x') FROM events",
+    "SELECT COLLATE('a', 'nocase AS c, (SELECT count(*) FROM duckdb_settings()) AS s') FROM events",
+    "SELECT DATE_ADD(ts, 1, 'day AS d, (SELECT count(*) FROM duckdb_settings()) AS n, 1') FROM events",
+    "SELECT levenshtein(body, body) FROM events",
 ]
 
 # ClickHouse (chDB).
@@ -215,6 +220,7 @@ LEGITIMATE = {
         "SELECT uniqExact(entity_id), argMax(title, ts) FROM events",
         "SELECT JSONExtractString(attributes, 'id') FROM events WHERE hasToken(lowerUTF8(body), 'the') LIMIT 5",
         "SELECT e.entity_id, lengthUTF8(e.body) FROM events e WHERE e.entity_id LIKE ? ORDER BY 2 DESC LIMIT 3",
+        "SELECT CAST('DateTime' AS Enum8('DateTime' = 1)) AS kind FROM events LIMIT 1",
     ],
     "postgres": [
         "SELECT entity_ns, count(*) AS n FROM events WHERE ts >= ? GROUP BY entity_ns ORDER BY n DESC",

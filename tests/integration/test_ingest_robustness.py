@@ -142,7 +142,9 @@ def test_deep_nesting_and_big_numbers_reject_only_their_event(app_for: AppFactor
 
 
 def test_a_stalled_body_gets_408_and_the_server_stays_up(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "lake", tmp_path / "state", extra=["--body-timeout", "0.5"])
+    server = start_server(
+        tmp_path / "lake", tmp_path / "state", extra=["--body-timeout", "0.5", "--body-deadline", "2"]
+    )
     try:
         port = int(server.url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
@@ -158,12 +160,57 @@ def test_a_stalled_body_gets_408_and_the_server_stays_up(tmp_path: Path) -> None
             answer = received.decode()
         assert answer.startswith("HTTP/1.1 408"), answer[:200]
         assert "request-timeout" in answer and waited < 5
+        # A trickle (a byte every 0.3 s, never idle for 0.5 s) meets the deadline instead.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(head.encode())
+            started = time.monotonic()
+            trickle = b""
+            while time.monotonic() - started < 6:
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    break
+                conn.settimeout(0.3)
+                try:
+                    trickle = conn.recv(65536)
+                    break
+                except TimeoutError:
+                    continue
+            waited = time.monotonic() - started
+        assert trickle.startswith(b"HTTP/1.1 408") and 1.5 < waited < 5, (trickle[:100], waited)
+        # A client that goes away mid-body costs nothing and leaves no traceback in the log.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(head.encode() + b"[")
+            conn.shutdown(socket.SHUT_WR)
         assert server.post_events([good()])["accepted"] == 1  # other clients are served
     finally:
         server.stop()
+    assert "Traceback" not in server.log.read_text()
 
 
 # -- dead letters ----------------------------------------------------------------------------------
+
+
+def test_too_many_records_or_gzip_members_are_refused_whole(app_for: AppFactory) -> None:
+    client = app_for()
+    lines = client.post("/v1/events", content=b"{}\n" * 100_001, headers=NDJSON)
+    assert lines.status_code == 413 and "100,000 records" in lines.json()["detail"]
+    array = client.post("/v1/events", content=b"[" + b"{}," * 100_000 + b"{}]", headers=JSON)
+    assert array.status_code == 413 and array.json()["type"].endswith("too-many-records")
+    members = b"".join(gzip.compress(b"{}\n") for _ in range(101))
+    many = client.post("/v1/events", content=members, headers={**NDJSON, "Content-Encoding": "gzip"})
+    assert many.status_code == 400 and "more than 100 members" in many.json()["detail"]
+    feed = client.post("/v1/events", content=b"\x0c" + json.dumps([good()]).encode(), headers=JSON)
+    assert feed.status_code == 400  # a form feed is no JSON whitespace
+    assert client.get("/v1/pipeline/stats").json()["accepted"] == 0
+
+
+def test_dead_letters_of_a_small_compressed_request_stay_small(app_for: AppFactory, lake: Lake) -> None:
+    client = app_for()
+    body = gzip.compress(b"{}\n" * 90_000)  # a few hundred bytes on the wire
+    answer = client.post("/v1/events", content=body, headers={**NDJSON, "Content-Encoding": "gzip"}).json()
+    assert answer["rejected"] == 90_000
+    assert sum(o.size for o in lake.store.list("dlq/")) <= 2 * len(body) + REQUEST_ALLOWANCE
 
 
 def test_dead_letters_are_bounded_per_request(app_for: AppFactory, lake: Lake) -> None:
