@@ -307,8 +307,8 @@ def test_a_commit_that_failed_is_retried_alone(
         with pytest.raises(StorageUnavailable):
             pipeline.flush()
         pipeline.submit(second)
-        assert pipeline.buffered_events == 5
-        assert pipeline.flush() == 5
+        pipeline.flush()  # (or the flusher, which retries a failed batch by itself, got there first)
+        assert pipeline.stats.committed_events == 5 and pipeline.buffered_events == 0
     finally:
         pipeline.stop()
     ids = [e.event_id for e in arrow_to_events(lake.table().scan().to_arrow())]
