@@ -458,51 +458,185 @@ def run(
     out.print(f"results with every sample: {path}", markup=False)
 
 
-serve_app = typer.Typer(help="Run lakebench's HTTP services.", no_args_is_help=True)
+serve_app = typer.Typer(help="Run lakebench's HTTP services.")
 app.add_typer(serve_app, name="serve")
 dlq_app = typer.Typer(help="Read and re-submit rejected events (the dead-letter store).", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
+# Options the db service and the pipeline service share.
+HostOpt = Annotated[str, typer.Option("--host", help="Address to listen on.")]
+PortOpt = Annotated[int, typer.Option("--port", min=0, max=65535)]
+TokenOpt = Annotated[
+    str | None, typer.Option("--token", envvar="LAKEBENCH_TOKEN", help="Bearer token for ingest and SQL.")
+]
+NoAuthOpt = Annotated[bool, typer.Option("--no-auth", help="Serve without a token (loopback addresses only).")]
+StateDirOpt = Annotated[
+    Path | None, typer.Option("--state-dir", help="Write-ahead log, writer id, dedupe window (default: one per lake).")
+]
+LayoutOpt = Annotated[str, typer.Option("--layout", help="lookup | hive-time | flat")]
+RollMbOpt = Annotated[float, typer.Option("--roll-mb", min=0.001, help="Roll when this much is buffered.")]
+RollIntervalOpt = Annotated[float, typer.Option("--roll-interval", min=0.01, help="Roll the oldest after (s).")]
+IdleOpt = Annotated[float, typer.Option("--idle", min=0.01, help="Roll after this long without events (s).")]
+MaxRequestOpt = Annotated[float, typer.Option("--max-request-mb", min=0.001)]
+MaxDecompressedOpt = Annotated[
+    float, typer.Option("--max-decompressed-mb", min=0.001, help="Largest gzip body once decompressed.")
+]
+BodyTimeoutOpt = Annotated[
+    float, typer.Option("--body-timeout", min=0.01, help="Answer 408 when a body stalls this long (s).")
+]
+BodyDeadlineOpt = Annotated[
+    float, typer.Option("--body-deadline", min=0.01, help="Answer 408 when a body takes longer in all (s).")
+]
+DedupeWindowOpt = Annotated[
+    int, typer.Option("--dedupe-window", min=1, help="Committed event ids remembered for duplicates.")
+]
+DedupeDaysOpt = Annotated[float, typer.Option("--dedupe-days", min=0.0, help="... and for at most this many days.")]
+DlqMaxOpt = Annotated[float, typer.Option("--dlq-max-mb", min=0.0, help="Dead letters kept in the lake, in all.")]
+MaxBufferOpt = Annotated[float, typer.Option("--max-buffer-mb", min=1.0, help="Past this, answer 503.")]
+
+
+def _check_auth(token: str | None, no_auth: bool, host: str) -> str | None:
+    if token == "":
+        raise LakebenchError("--token is empty: give a token clients can send, or --no-auth for local use")
+    if token is None and not no_auth:
+        raise LakebenchError("serve needs a token (--token or LAKEBENCH_TOKEN), or --no-auth for local use")
+    if no_auth and host not in LOOPBACK:
+        raise LakebenchError(f"--no-auth is for local use: listen on 127.0.0.1, not {host}, or set a token")
+    return None if no_auth else token
+
+
+def _pipeline_config(**options: Any) -> Any:
+    from lakebench.lake.layouts import get_layout
+    from lakebench.pipeline.core import PipelineConfig
+
+    get_layout(options["layout"])  # fail before binding the port
+    return PipelineConfig(
+        state_dir=options["state_dir"],
+        layout=options["layout"],
+        roll_bytes=int(options["roll_mb"] * 1e6),
+        roll_interval_s=options["roll_interval"],
+        idle_s=options["idle"],
+        max_buffer_bytes=int(options["max_buffer_mb"] * 1e6),
+        limits=Limits(max_body_bytes=options["max_body_bytes"]),
+        writer_id=options.get("writer_id"),
+        dedupe_window=options["dedupe_window"],
+        dedupe_max_age_s=options["dedupe_days"] * 86400,
+    )
+
+
+def _ingest_settings(token: str | None, **options: Any) -> Any:
+    from lakebench.api.ingest import IngestSettings
+
+    return IngestSettings(
+        token=token,
+        max_request_bytes=int(options["max_request_mb"] * 1e6),
+        max_decompressed_bytes=int(options["max_decompressed_mb"] * 1e6),
+        body_timeout_s=options["body_timeout"],
+        body_deadline_s=options["body_deadline"],
+    )
+
+
+@serve_app.callback(invoke_without_command=True)
+def serve(
+    ctx: typer.Context,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8080,
+    engine: Annotated[str, typer.Option("--engine", help="lake-indexed | lake-sql | clickhouse")] = "lake-indexed",
+    cache: Annotated[
+        str, typer.Option("--cache", help="memory | memory://?max_mb=N | redis://host:port/db | none")
+    ] = "memory",
+    max_age: Annotated[
+        float, typer.Option("--max-age", min=0.0, help="Cached answers are fresh this long (s).")
+    ] = 3600,
+    swr: Annotated[
+        float, typer.Option("--stale-while-revalidate", min=0.0, help="Then served stale while revalidating (s).")
+    ] = 86400,
+    stale_if_error: Annotated[
+        float, typer.Option("--stale-if-error", min=0.0, help="Served stale when the engine fails, up to (s).")
+    ] = 86400,
+    negative_ttl: Annotated[float, typer.Option("--negative-ttl", min=0.0, help="'Not found' is cached (s).")] = 5,
+    token: TokenOpt = None,
+    read_token: Annotated[
+        str | None, typer.Option("--read-token", envvar="LAKEBENCH_READ_TOKEN", help="Required for reads when set.")
+    ] = None,
+    no_auth: NoAuthOpt = False,
+    ingest: Annotated[bool, typer.Option("--ingest/--no-ingest", help="Mount the ingest API.")] = True,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker processes (needs Redis).")] = 1,
+    poll_interval: Annotated[
+        float, typer.Option("--poll-interval", min=0.05, help="Look for other processes' commits every (s).")
+    ] = 2.0,
+    results_dir: Annotated[Path, typer.Option("--results-dir", help="Where /status finds the last decision.")] = Path(
+        "results"
+    ),
+    state_dir: StateDirOpt = None,
+    layout: LayoutOpt = "lookup",
+    roll_mb: RollMbOpt = 64.0,
+    roll_interval: RollIntervalOpt = 5.0,
+    idle: IdleOpt = 1.0,
+    max_request_mb: MaxRequestOpt = 5.0,
+    max_decompressed_mb: MaxDecompressedOpt = 20.0,
+    body_timeout: BodyTimeoutOpt = 10.0,
+    body_deadline: BodyDeadlineOpt = 60.0,
+    dedupe_window: DedupeWindowOpt = 1_000_000,
+    dedupe_days: DedupeDaysOpt = 7.0,
+    dlq_max_mb: DlqMaxOpt = 1024.0,
+    max_buffer_mb: MaxBufferOpt = 512.0,
+    max_body_bytes: MaxBodyOpt = Limits().max_body_bytes,
+    lake: LakeOpt = DEFAULT_LAKE,
+    catalog: CatalogOpt = None,
+) -> None:
+    """The db service: cached reads (stale-while-revalidate), ingest, /health, /status, /metrics.
+
+    Subcommand ``pipeline`` runs the ingest service alone.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from lakebench.api.serve import run_service
+    from lakebench.api.service import ServiceConfig
+    from lakebench.cache import CachePolicy
+
+    options = dict(ctx.params)
+    policy = CachePolicy(max_age, swr, stale_if_error, negative_ttl)
+    checked_token = _check_auth(token, no_auth, host)
+    config = ServiceConfig(
+        settings=_settings(lake, catalog),
+        engine=engine,
+        cache=None if cache.lower() in ("none", "off", "") else cache,
+        policy=policy,
+        token=checked_token,
+        read_token=read_token,
+        ingest=ingest,
+        pipeline=_pipeline_config(**options),
+        ingest_settings=_ingest_settings(checked_token, **options),
+        dlq_max_bytes=int(dlq_max_mb * 1e6),
+        poll_s=poll_interval,
+        workers=workers,
+        results_dir=results_dir,
+    )
+    run_service(config, host, port, err)
+
 
 @serve_app.command("pipeline")
 def serve_pipeline(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8080,
-    token: Annotated[
-        str | None, typer.Option("--token", envvar="LAKEBENCH_TOKEN", help="Bearer token clients must send.")
-    ] = None,
-    no_auth: Annotated[
-        bool, typer.Option("--no-auth", help="Serve without a token (loopback addresses only).")
-    ] = False,
-    state_dir: Annotated[
-        Path | None,
-        typer.Option("--state-dir", help="Write-ahead log, writer id, dedupe window (default: one per lake)."),
-    ] = None,
-    layout: Annotated[str, typer.Option("--layout", help="lookup | hive-time | flat")] = "lookup",
-    roll_mb: Annotated[float, typer.Option("--roll-mb", min=0.001, help="Roll when this much is buffered.")] = 64.0,
-    roll_interval: Annotated[float, typer.Option("--roll-interval", min=0.01, help="Roll the oldest after (s).")] = 5.0,
-    idle: Annotated[float, typer.Option("--idle", min=0.01, help="Roll after this long without events (s).")] = 1.0,
-    max_request_mb: Annotated[float, typer.Option("--max-request-mb", min=0.001)] = 5.0,
-    max_decompressed_mb: Annotated[
-        float, typer.Option("--max-decompressed-mb", min=0.001, help="Largest gzip body once decompressed.")
-    ] = 20.0,
-    body_timeout: Annotated[
-        float, typer.Option("--body-timeout", min=0.01, help="Answer 408 when a body stalls this long (s).")
-    ] = 10.0,
-    body_deadline: Annotated[
-        float, typer.Option("--body-deadline", min=0.01, help="Answer 408 when a body takes longer in all (s).")
-    ] = 60.0,
-    dedupe_window: Annotated[
-        int, typer.Option("--dedupe-window", min=1, help="Committed event ids remembered for duplicates.")
-    ] = 1_000_000,
-    dedupe_days: Annotated[
-        float, typer.Option("--dedupe-days", min=0.0, help="... and for at most this many days.")
-    ] = 7.0,
-    dlq_max_mb: Annotated[
-        float, typer.Option("--dlq-max-mb", min=0.0, help="Dead letters kept in the lake, in all.")
-    ] = 1024.0,
-    max_buffer_mb: Annotated[float, typer.Option("--max-buffer-mb", min=1.0, help="Past this, answer 503.")] = 512.0,
+    ctx: typer.Context,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8080,
+    token: TokenOpt = None,
+    no_auth: NoAuthOpt = False,
+    state_dir: StateDirOpt = None,
+    layout: LayoutOpt = "lookup",
+    roll_mb: RollMbOpt = 64.0,
+    roll_interval: RollIntervalOpt = 5.0,
+    idle: IdleOpt = 1.0,
+    max_request_mb: MaxRequestOpt = 5.0,
+    max_decompressed_mb: MaxDecompressedOpt = 20.0,
+    body_timeout: BodyTimeoutOpt = 10.0,
+    body_deadline: BodyDeadlineOpt = 60.0,
+    dedupe_window: DedupeWindowOpt = 1_000_000,
+    dedupe_days: DedupeDaysOpt = 7.0,
+    dlq_max_mb: DlqMaxOpt = 1024.0,
+    max_buffer_mb: MaxBufferOpt = 512.0,
     max_body_bytes: MaxBodyOpt = Limits().max_body_bytes,
     writer_id: Annotated[str | None, typer.Option("--writer-id", help="Default: kept in the state dir.")] = None,
     index: Annotated[
@@ -511,54 +645,30 @@ def serve_pipeline(
     lake: LakeOpt = DEFAULT_LAKE,
     catalog: CatalogOpt = None,
 ) -> None:
-    """The ingest pipeline: POST /v1/events -> write-ahead log -> rolling Parquet -> Iceberg commits."""
+    """The ingest pipeline alone: POST /v1/events -> write-ahead log -> rolling Parquet -> Iceberg commits."""
     import uvicorn
 
     from lakebench.api.app import create_app
-    from lakebench.api.ingest import IngestSettings
     from lakebench.lake.catalog import Lake
-    from lakebench.pipeline.core import Pipeline, PipelineConfig
+    from lakebench.pipeline.core import Pipeline
     from lakebench.pipeline.dlq import DeadLetters
 
-    if token is None and not no_auth:
-        raise LakebenchError("serve needs a token (--token or LAKEBENCH_TOKEN), or --no-auth for local use")
-    if no_auth and host not in LOOPBACK:
-        raise LakebenchError(f"--no-auth is for local use: listen on 127.0.0.1, not {host}, or set a token")
+    options = dict(ctx.params)
+    checked_token = _check_auth(token, no_auth, host)
     target = Lake(_settings(lake, catalog))
-    config = PipelineConfig(
-        state_dir=state_dir,
-        layout=layout,
-        roll_bytes=int(roll_mb * 1e6),
-        roll_interval_s=roll_interval,
-        idle_s=idle,
-        max_buffer_bytes=int(max_buffer_mb * 1e6),
-        limits=Limits(max_body_bytes=max_body_bytes),
-        writer_id=writer_id,
-        dedupe_window=dedupe_window,
-        dedupe_max_age_s=dedupe_days * 86400,
-    )
-    from lakebench.lake.layouts import get_layout
-
-    get_layout(layout)  # fail before binding the port
-    pipeline = Pipeline(target, config)
+    pipeline = Pipeline(target, _pipeline_config(**options))
     if index:
         from lakebench.engines.lake_indexed import LakeIndexedEngine
 
         indexer = LakeIndexedEngine(target)  # builds what is missing now, then keeps up after each commit
         pipeline.hooks.flushed.append(lambda _events: indexer.refresh())
-    settings = IngestSettings(
-        token=None if no_auth else token,
-        max_request_bytes=int(max_request_mb * 1e6),
-        max_decompressed_bytes=int(max_decompressed_mb * 1e6),
-        body_timeout_s=body_timeout,
-        body_deadline_s=body_deadline,
-    )
     dlq = DeadLetters(target.store, max_total_bytes=int(dlq_max_mb * 1e6))
     err.print(
         f"pipeline {pipeline.writer_id} -> {target.url} (layout {layout}, state {pipeline.state_dir}) "
         f"on http://{host}:{port}"
     )
-    uvicorn.run(create_app(target, pipeline, settings, dlq), host=host, port=port, log_level="warning")
+    app_ = create_app(target, pipeline, _ingest_settings(checked_token, **options), dlq)
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
 @dlq_app.command("list")

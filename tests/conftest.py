@@ -67,6 +67,19 @@ def postgres_url() -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis server for cache tests (LAKEBENCH_TEST_REDIS, default redis://127.0.0.1:6379/0)."""
+    url = os.environ.get("LAKEBENCH_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        require_service("Redis", url, exc)
+    return url
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,6 +15,8 @@ from pydantic import BaseModel
 from lakebench.api.ingest import OPENAPI_MODELS, IngestSettings, pipeline_router
 from lakebench.api.middleware import RequestContext, request_id
 from lakebench.api.problems import ProblemDocument, RequestProblem, json_response, problem_response
+from lakebench.core.errors import TransientError
+from lakebench.engines.base import QueryError
 from lakebench.lake.catalog import Lake
 from lakebench.pipeline.core import Pipeline
 from lakebench.pipeline.dlq import DeadLetters
@@ -52,6 +54,15 @@ def create_app(lake: Lake, pipeline: Pipeline, ingest: IngestSettings, dlq: Dead
             return json_response({"status": "failing", "reason": pipeline.failure}, 503)
         return json_response({"status": "ok"})
 
+    install_error_handlers(app)
+    install_openapi(app)
+    return app
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error an RFC 9457 problem: refused requests, invalid parameters, refused queries, and
+    faults a retry may fix (503)."""
+
     @app.exception_handler(RequestProblem)
     async def problem(request: Request, exc: RequestProblem) -> Response:
         return problem_response(exc, request.url.path, request_id(request.scope))
@@ -61,11 +72,24 @@ def create_app(lake: Lake, pipeline: Pipeline, ingest: IngestSettings, dlq: Dead
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         detail = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
-        return problem_response(RequestProblem(400, "bad-request", "Bad Request", detail), request.url.path)
+        return problem_response(RequestProblem(400, "bad-request", "Bad Request", detail[:500]), request.url.path)
+
+    @app.exception_handler(QueryError)
+    async def bad_query(request: Request, exc: QueryError) -> Response:
+        return problem_response(RequestProblem(400, "bad-query", "Bad Request", str(exc)[:1000]), request.url.path)
+
+    @app.exception_handler(TransientError)
+    async def unavailable(request: Request, exc: TransientError) -> Response:
+        problem = RequestProblem(503, "unavailable", "Service Unavailable", f"{exc}; retry", {"Retry-After": "5"})
+        return problem_response(problem, request.url.path, request_id(request.scope))
+
+
+def install_openapi(app: FastAPI) -> None:
+    """The OpenAPI document with the problem and event schemas the routes refer to."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            document = get_openapi(title=app.title, version=app.version, routes=app.routes, description=app.description)
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             for model in (ProblemDocument, *OPENAPI_MODELS):
                 schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -75,4 +99,3 @@ def create_app(lake: Lake, pipeline: Pipeline, ingest: IngestSettings, dlq: Dead
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return app

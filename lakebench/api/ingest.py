@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
@@ -12,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from lakebench.api.auth import require_token
+from lakebench.api.metrics import Metrics
 from lakebench.api.problems import RequestProblem, json_response, problem_responses
 from lakebench.core.errors import TransientError
 from lakebench.pipeline.core import Backpressure, Pipeline, PipelineStopped
@@ -194,8 +196,17 @@ def _unavailable(exc: Exception) -> RequestProblem:
     return RequestProblem(503, "unavailable", "Service Unavailable", detail, {"Retry-After": "5"})
 
 
-def pipeline_router(pipeline: Pipeline, dlq: DeadLetters, settings: IngestSettings) -> APIRouter:
+def pipeline_router(
+    pipeline: Pipeline,
+    dlq: DeadLetters,
+    settings: IngestSettings,
+    *,
+    flush: Callable[[], int] | None = None,
+    metrics: Metrics | None = None,
+) -> APIRouter:
+    """``flush``: what ``POST /v1/flush`` runs (every worker's pipeline, in a multi-worker service)."""
     router = APIRouter(dependencies=[Depends(require_token(settings.token))])
+    flush_all = flush or pipeline.flush
 
     @router.post(
         "/v1/events",
@@ -232,13 +243,21 @@ def pipeline_router(pipeline: Pipeline, dlq: DeadLetters, settings: IngestSettin
             )
         except (Backpressure, PipelineStopped, TransientError) as exc:
             raise _unavailable(exc) from None
+        if metrics is not None:
+            for status, n in (
+                ("accepted", answer.accepted),
+                ("duplicate", answer.duplicates),
+                ("rejected", answer.rejected),
+            ):
+                if n:
+                    metrics.ingest_events.labels(status).inc(n)
         return json_response(answer.document(), 422 if answer.all_rejected else 200)
 
     @router.post("/v1/flush", tags=["ingest"], response_model=FlushAnswer, responses=problem_responses(401, 500, 503))
-    async def flush() -> Response:
+    async def post_flush() -> Response:
         """Roll the buffer into the lake now; answers once it is committed."""
         try:
-            committed = await run_in_threadpool(pipeline.flush)
+            committed = await run_in_threadpool(flush_all)
         except (PipelineStopped, TransientError) as exc:
             raise _unavailable(exc) from None
         return json_response({"committed": committed, "offset": pipeline.stats.committed_offset})
