@@ -525,11 +525,11 @@ def _pipeline_config(**options: Any) -> Any:
     )
 
 
-def _ingest_settings(token: str | None, **options: Any) -> Any:
+def _ingest_settings(checked_token: str | None, **options: Any) -> Any:
     from lakebench.api.ingest import IngestSettings
 
     return IngestSettings(
-        token=token,
+        token=checked_token,
         max_request_bytes=int(options["max_request_mb"] * 1e6),
         max_decompressed_bytes=int(options["max_decompressed_mb"] * 1e6),
         body_timeout_s=options["body_timeout"],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -49,6 +50,7 @@ from lakebench.pipeline.state import StateInUse, default_state_dir
 from lakebench.storage.parquet_io import read_column
 
 log = logging.getLogger(__name__)
+WORKER = f"pid-{os.getpid()}"  # which worker process answered (X-Served-By)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +139,11 @@ class CommitWatcher:
 class FlushBroadcast:
     """``POST /v1/flush`` on one worker flushes every worker's pipeline, through Redis pub/sub."""
 
-    def __init__(self, redis_url: str, channel: str, workers: int, flush: Callable[[], int]) -> None:
+    def __init__(self, redis_url: str, channel: str, flush: Callable[[], int]) -> None:
         import redis
 
         self._client: Any = redis.Redis.from_url(redis_url)
         self._channel = channel
-        self._workers = workers
         self._flush = flush
         self._me = uuid.uuid4().hex
         self._acks: dict[str, list[int]] = {}
@@ -168,19 +169,23 @@ class FlushBroadcast:
         flush_id = uuid.uuid4().hex
         with self._lock:
             self._acks[flush_id] = []
-        self._client.publish(self._channel, orjson.dumps({"kind": "flush", "id": flush_id, "origin": self._me}))
+        note = orjson.dumps({"kind": "flush", "id": flush_id, "origin": self._me})
+        # Redis says how many subscribers got it (this worker too): the workers that are up. One still
+        # starting has not subscribed yet, and holds nothing to flush.
+        others = int(self._client.publish(self._channel, note)) - 1
         deadline = time.monotonic() + timeout_s
         with self._lock:
-            while len(self._acks[flush_id]) < self._workers - 1:
+            while len(self._acks[flush_id]) < others:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     acks = self._acks.pop(flush_id)
-                    raise TransientError(f"only {len(acks)} of {self._workers - 1} other workers confirmed the flush")
+                    raise TransientError(f"only {len(acks)} of {others} other workers confirmed the flush")
                 self._lock.wait(left)
             return committed + sum(self._acks.pop(flush_id))
 
     def close(self) -> None:
         self._thread.stop()
+        self._thread.join(timeout=5)  # then the connection it reads can go
         self._pubsub.close()
         self._client.close()
 
@@ -269,7 +274,7 @@ def build_app(config: ServiceConfig) -> FastAPI:
             pipeline.start()
             if config.workers > 1 and config.cache:
                 channel = f"lakebench:{_lake_namespace(lake)}:flush"
-                broadcast = FlushBroadcast(config.cache, channel, config.workers, pipeline.flush)
+                broadcast = FlushBroadcast(config.cache, channel, pipeline.flush)
         watcher.start()
         try:
             yield
@@ -414,6 +419,7 @@ def _count_requests(app: FastAPI, metrics: Metrics) -> None:
         name = getattr(route, "path", "unmatched")
         metrics.http_requests.labels(name, request.method, str(response.status_code)).inc()
         metrics.http_seconds.labels(name).observe(time.perf_counter() - started)
+        response.headers["X-Served-By"] = WORKER
         return response
 
 
