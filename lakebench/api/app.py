@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lakebench.api.ingest import OPENAPI_MODELS, IngestSettings, pipeline_router
 from lakebench.api.middleware import RequestContext, request_id
@@ -66,6 +68,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestProblem)
     async def problem(request: Request, exc: RequestProblem) -> Response:
         return problem_response(exc, request.url.path, request_id(request.scope))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Starlette's own refusals (no such route, method not allowed, a body that does not parse)."""
+        title = HTTPStatus(exc.status_code).phrase if exc.status_code in HTTPStatus._value2member_map_ else "Error"
+        slug = title.lower().replace(" ", "-")
+        problem = RequestProblem(exc.status_code, slug, title, str(exc.detail), dict(exc.headers or {}))
+        return problem_response(problem, request.url.path, request_id(request.scope))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -35,10 +35,11 @@ def check_token(credentials: HTTPAuthorizationCredentials | None, token: str | N
         )
 
 
-def require_token(token: str | None) -> Callable[[HTTPAuthorizationCredentials | None], None]:
-    """A route dependency: the bearer token must match ``token``."""
+def require_token(token: str | None) -> Callable[[HTTPAuthorizationCredentials | None], Awaitable[None]]:
+    """A route dependency: the bearer token must match ``token``. Async, so FastAPI runs it on the
+    event loop instead of handing every request to a worker thread."""
 
-    def dependency(credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:  # noqa: B008
+    async def dependency(credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:  # noqa: B008
         check_token(credentials, token)
 
     return dependency

@@ -206,7 +206,7 @@ def pipeline_router(
 ) -> APIRouter:
     """``flush``: what ``POST /v1/flush`` runs (every worker's pipeline, in a multi-worker service)."""
     router = APIRouter(dependencies=[Depends(require_token(settings.token))])
-    flush_all = flush or pipeline.flush
+    flush_all = flush or (lambda: pipeline.flush())
 
     @router.post(
         "/v1/events",

@@ -9,7 +9,7 @@ values every worker wrote there.
 from __future__ import annotations
 
 import os
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -70,11 +70,28 @@ class Metrics:
         self.ingest_committed_events = Counter(
             "lakebench_ingest_committed_events", "events committed by the pipeline", registry=r
         )
+        self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._states: dict[str, Any] = {}
+
+    def request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One HTTP answer (labelled children are looked up once, then kept: this runs per request)."""
+        key = (route, method, status)
+        children = self._http.get(key)
+        if children is None:
+            children = self._http[key] = (
+                self.http_requests.labels(route, method, str(status)),
+                self.http_seconds.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def cache_listener(self, counter: str, label: str, amount: int) -> None:
         """Hears the cache's counters (lakebench.cache.CacheCounters)."""
         if counter == "requests":
-            self.cache_requests.labels(label).inc(amount)
+            child = self._states.get(label)
+            if child is None:
+                child = self._states[label] = self.cache_requests.labels(label)
+            child.inc(amount)
         elif counter == "engine_calls":
             self.cache_engine_calls.inc(amount)
         elif counter == "revalidations":

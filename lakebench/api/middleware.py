@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import re
+import time
+from collections.abc import Callable
 from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,9 +24,19 @@ def request_id(scope: Scope) -> str | None:
     return value if isinstance(value, str) else None
 
 
+Observer = Callable[[Scope, int, float], None]  # (scope after routing, status, seconds)
+
+
 class RequestContext:
-    def __init__(self, app: ASGIApp) -> None:
+    """Pure ASGI (no per-request task, as Starlette's BaseHTTPMiddleware would add): a request id,
+    ``headers`` added to every answer, an ``observe`` hook for metrics, and the 500 of last resort."""
+
+    def __init__(
+        self, app: ASGIApp, observe: Observer | None = None, headers: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> None:
         self.app = app
+        self.observe = observe
+        self.headers = list(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -33,18 +45,33 @@ class RequestContext:
         given = dict(scope.get("headers") or []).get(HEADER.encode(), b"").decode("latin-1")
         rid = given if _GIVEN.match(given) else str(ULID())
         scope.setdefault("state", {})["request_id"] = rid
-        started = False
+        status = 500
+        clock = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal status
             if message["type"] == "http.response.start":
-                started = True
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (HEADER.encode(), rid.encode())]
+                status = int(message["status"])
+                message["headers"] = [*message.get("headers", []), (HEADER.encode(), rid.encode()), *self.headers]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self._call(scope, receive, send_with_id, rid)
+        finally:
+            if self.observe is not None:
+                self.observe(scope, status, time.perf_counter() - clock)
+
+    async def _call(self, scope: Scope, receive: Receive, send_with_id: Send, rid: str) -> None:
+        started = False
+
+        async def track(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send_with_id(message)
+
+        try:
+            await self.app(scope, receive, track)
         except Exception:
             log.exception("unhandled error on %s %s [request %s]", scope.get("method"), scope.get("path"), rid)
             if started:  # the answer is half sent: nothing better to do than end the connection
@@ -56,4 +83,4 @@ class RequestContext:
                 f"the server failed to answer; quote request id {rid} when reporting it",
             )
             response = problem_response(problem, str(scope.get("path", "")), rid)
-            await response(scope, receive, send_with_id)
+            await response(scope, receive, track)

@@ -201,6 +201,20 @@ class ReadService:
             return Answer(body, found, "bypass", 0.0, "")
         return self.cache.get(key, load)
 
+    async def answer(self, key: str, load: Callable[[], tuple[bytes, bool]]) -> Answer:
+        """A hit of an in-process cache is answered on the event loop; anything that may wait (an
+        engine read, Redis) runs on a worker thread."""
+        if self.cache is not None:
+            if not self.cache.backend.blocking:
+                served = self.cache.peek(key, load)
+            elif hasattr(self.cache.backend, "aget"):
+                served = await self.cache.apeek(key, load)
+            else:
+                served = None
+            if served is not None:
+                return served
+        return await run_in_threadpool(self.cached, key, load)
+
 
 def cache_key(kind: str, ns: str, entity_id: str) -> str:
     return f"{kind}\x1f{ns}\x1f{entity_id}"
@@ -235,13 +249,11 @@ def read_router(service: ReadService, read_token: str | None, sql_token: str | N
     async def entity_or_history(request: Request) -> Response:
         ns, entity_id, history = entity_path(request)
         if history:
-            answer = await run_in_threadpool(
-                service.cached, cache_key("history", ns, entity_id), lambda: service.history_body(ns, entity_id)
+            answer = await service.answer(
+                cache_key("history", ns, entity_id), lambda: service.history_body(ns, entity_id)
             )
             return respond(request, answer, "history")
-        answer = await run_in_threadpool(
-            service.cached, cache_key("entity", ns, entity_id), lambda: service.lookup_body(ns, entity_id)
-        )
+        answer = await service.answer(cache_key("entity", ns, entity_id), lambda: service.lookup_body(ns, entity_id))
         return respond(request, answer, "entity")
 
     cache_headers = {

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -51,6 +51,7 @@ from lakebench.storage.parquet_io import read_column
 
 log = logging.getLogger(__name__)
 WORKER = f"pid-{os.getpid()}"  # which worker process answered (X-Served-By)
+HEALTH_TTL_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,8 +296,7 @@ def build_app(config: ServiceConfig) -> FastAPI:
         lifespan=lifespan,
         description="Events and documents on object storage: read (cached), ingest, health and metrics.",
     )
-    app.add_middleware(RequestContext)
-    _count_requests(app, metrics)
+    app.add_middleware(RequestContext, observe=_observer(metrics), headers=((b"x-served-by", WORKER.encode()),))
     if pipeline is not None:
         dlq = DeadLetters(lake.store, max_total_bytes=config.dlq_max_bytes)
 
@@ -344,11 +344,26 @@ def _ops_router(
             }
         return checks
 
+    checked: dict[str, Any] = {"at": -1e9, "checks": {}}
+    checking = threading.Lock()
+
+    async def current_checks() -> dict[str, dict[str, Any]]:
+        """The dependencies' state, looked at again at most every HEALTH_TTL_S (one look at a time):
+        a health probe under load costs what a liveness answer costs."""
+        if time.monotonic() - checked["at"] > HEALTH_TTL_S and checking.acquire(blocking=False):
+            try:
+                checked["checks"] = await run_in_threadpool(health_checks)
+                checked["at"] = time.monotonic()
+            finally:
+                checking.release()
+        result: dict[str, dict[str, Any]] = checked["checks"]
+        return result
+
     @router.get("/health", response_model=Health, responses={503: {"model": Health, "description": "failing"}})
     async def health() -> Response:
-        """Liveness and the state of each dependency. A cache that is down degrades (reads go to
-        the engine); a lake, catalog or pipeline that fails is failing (503)."""
-        checks = await run_in_threadpool(health_checks)
+        """Liveness and the state of each dependency (looked at every 2 s at most). A cache that is
+        down degrades (reads go to the engine); a lake, catalog or pipeline that fails is failing (503)."""
+        checks = await current_checks()
         failing = any(not c["ok"] for c in checks.values() if not c.get("optional"))
         degraded = any(not c["ok"] for c in checks.values())
         status = "failing" if failing else "degraded" if degraded else "ok"
@@ -410,17 +425,11 @@ def _bytes_held(cache: SwrCache) -> int:
         return 0
 
 
-def _count_requests(app: FastAPI, metrics: Metrics) -> None:
-    @app.middleware("http")
-    async def count(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        metrics.http_requests.labels(name, request.method, str(response.status_code)).inc()
-        metrics.http_seconds.labels(name).observe(time.perf_counter() - started)
-        response.headers["X-Served-By"] = WORKER
-        return response
+def _observer(metrics: Metrics) -> Callable[[Any, int, float], None]:
+    def observe(scope: Any, status: int, seconds: float) -> None:
+        metrics.request(getattr(scope.get("route"), "path", "unmatched"), scope.get("method", ""), status, seconds)
+
+    return observe
 
 
 __all__ = ["ServiceConfig", "build_app", "touched_keys"]

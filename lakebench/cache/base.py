@@ -56,6 +56,7 @@ class CacheBackend(Protocol):
     """Where entries and generations live: in this process, or in Redis shared by many."""
 
     name: str
+    blocking: bool  # whether a call may wait on the network (then it is made off the event loop)
 
     def get(self, key: str) -> tuple[Entry | None, int, int]:
         """The entry (or None), the key's current generation, and the purge sequence (how many

@@ -14,6 +14,7 @@ MAX_GENERATIONS = 1_000_000  # purged keys remembered; beyond, the oldest are fo
 
 class MemoryBackend:
     name = "memory"
+    blocking = False
 
     def __init__(
         self,

@@ -96,12 +96,35 @@ class SwrCache:
     # -- reading --------------------------------------------------------------------------------
 
     def get(self, key: str, load: Loader) -> Answer:
-        now = self._clock()
         found = self._from_backend(key)
         if found is None:  # the backend is down: straight to the engine
             body, exists = self._call(load)
             return self._answer(body, exists, "bypass", 0.0)
         entry, generation, sequence = found
+        answer = self._served(key, load, entry, generation, sequence)
+        return answer if answer is not None else self._load_now(key, load, entry, generation, sequence)
+
+    def peek(self, key: str, load: Loader) -> Answer | None:
+        """The answer when the cache has one to serve now (fresh, stale with a revalidation started,
+        negative); None when the engine must be read. For an in-process backend: no blocking call."""
+        found = self._from_backend(key)
+        if found is None:
+            return None
+        return self._served(key, load, *found)
+
+    async def apeek(self, key: str, load: Loader) -> Answer | None:
+        """``peek`` for a backend that reads over the network without blocking (``aget``)."""
+        if self._clock() < self._backend_down_until:
+            return None
+        try:
+            found = await self.backend.aget(key)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self._backend_failed(exc)
+            return None
+        return self._served(key, load, *found)
+
+    def _served(self, key: str, load: Loader, entry: Entry | None, generation: int, sequence: int) -> Answer | None:
+        now = self._clock()
         if entry is not None:
             age = max(0.0, now - entry.stored_at)
             current = entry.generation == generation
@@ -113,7 +136,7 @@ class SwrCache:
             elif current and age < self.policy.max_age_s + self.policy.stale_while_revalidate_s:
                 self._revalidate_later(key, load, generation, sequence)
                 return self._answer(entry.body, True, "stale", age)
-        return self._load_now(key, load, entry, generation, sequence)
+        return None
 
     def _from_backend(self, key: str) -> tuple[Entry | None, int, int] | None:
         if self._clock() < self._backend_down_until:

@@ -105,3 +105,41 @@ def test_every_generated_request_gets_a_conforming_answer(tmp_path: Path) -> Non
     # The generated bodies reach the validator both ways: some accepted, some rejected per event.
     assert statuses[("/v1/events", "positive", 200)] > 0
     assert sum(n for (path, mode, status), n in statuses.items() if path == "/v1/events" and status >= 400) > 0
+
+
+def make_service(folder: Path) -> Any:
+    from lakebench.api.service import ServiceConfig, build_app
+    from lakebench.core.validate import parse_event
+    from lakebench.lake.writer import LakeWriter
+
+    lake = Lake(Settings(lake=str(folder / "lake")))
+    events = [
+        parse_event({"entity_ns": "en.wikipedia.org", "entity_id": f"Page {i}", "ts": 1_750_000_000 + i, "body": "x"})
+        for i in range(20)
+    ]
+    LakeWriter(lake).write([e for e in events if not isinstance(e, list)])
+    lake.close()
+    config = ServiceConfig(
+        settings=Settings(lake=str(folder / "lake")),
+        engine="lake-sql",
+        token=TOKEN,
+        pipeline=PipelineConfig(state_dir=folder / "state", roll_interval_s=3600, idle_s=3600),
+        ingest_settings=IngestSettings(token=TOKEN),
+        results_dir=folder / "results",
+    )
+    return build_app(config)
+
+
+def test_the_db_service_conforms_to_its_document(tmp_path: Path) -> None:
+    schema = schemathesis.openapi.from_asgi("/openapi.json", make_service(tmp_path))
+    schema.config.update(headers={"Authorization": f"Bearer {TOKEN}"})
+    schema.config.checks.update(included_check_names=CHECKS)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    paths = {f"{op.method.upper()} {op.path}" for op in operations}
+    assert {"GET /v1/entities/{ns}/{entity_id}", "POST /v1/sql", "GET /health", "GET /status"} <= paths
+    statuses: Counter[tuple[str, str, int]] = Counter()
+    for operation in operations:
+        modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if operation.body else [])
+        for mode in modes:
+            fuzz(operation, mode, statuses)
+    assert all(status < 500 for (_, _, status) in statuses)
