@@ -38,6 +38,7 @@ from lakebench.api.middleware import RequestContext
 from lakebench.api.problems import json_response
 from lakebench.api.read import ReadService, cache_key, read_router
 from lakebench.cache import CachePolicy, SwrCache, open_backend
+from lakebench.cache.redis import Subscription
 from lakebench.core.config import Settings
 from lakebench.core.errors import ConfigError, TransientError
 from lakebench.core.models import Event
@@ -149,9 +150,7 @@ class FlushBroadcast:
         self._me = uuid.uuid4().hex
         self._acks: dict[str, list[int]] = {}
         self._lock = threading.Condition()
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        self._pubsub.subscribe(**{channel: self._on_message})
-        self._thread = self._pubsub.run_in_thread(sleep_time=0.05, daemon=True)
+        self._subscription = Subscription(redis_url, channel, self._on_message)
 
     def _on_message(self, message: dict[str, Any]) -> None:
         note = orjson.loads(message["data"])
@@ -185,9 +184,7 @@ class FlushBroadcast:
             return committed + sum(self._acks.pop(flush_id))
 
     def close(self) -> None:
-        self._thread.stop()
-        self._thread.join(timeout=5)  # then the connection it reads can go
-        self._pubsub.close()
+        self._subscription.close()
         self._client.close()
 
 
@@ -268,6 +265,16 @@ def build_app(config: ServiceConfig) -> FastAPI:
     if pipeline is not None:
         pipeline.hooks.flushed.append(on_commit)
 
+    def flush_and_hear() -> int:
+        """Flush this worker's pipeline, then wait until its near cache has heard every purge so far:
+        a flush answered means every worker that confirmed it reads the new versions."""
+        assert pipeline is not None
+        committed = pipeline.flush()
+        sync = getattr(cache.backend, "sync", None) if cache is not None else None
+        if sync is not None and not sync():
+            raise TransientError("this worker did not hear the cache purges in time")
+        return committed
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         nonlocal broadcast
@@ -275,7 +282,7 @@ def build_app(config: ServiceConfig) -> FastAPI:
             pipeline.start()
             if config.workers > 1 and config.cache:
                 channel = f"lakebench:{_lake_namespace(lake)}:flush"
-                broadcast = FlushBroadcast(config.cache, channel, pipeline.flush)
+                broadcast = FlushBroadcast(config.cache, channel, flush_and_hear)
         watcher.start()
         try:
             yield
@@ -301,7 +308,7 @@ def build_app(config: ServiceConfig) -> FastAPI:
         dlq = DeadLetters(lake.store, max_total_bytes=config.dlq_max_bytes)
 
         def flush() -> int:
-            return broadcast.flush_all() if broadcast is not None else pipeline.flush()
+            return broadcast.flush_all() if broadcast is not None else flush_and_hear()
 
         settings = replace(config.ingest_settings, token=config.token)
         app.include_router(pipeline_router(pipeline, dlq, settings, flush=flush, metrics=metrics))

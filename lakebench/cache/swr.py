@@ -117,7 +117,10 @@ class SwrCache:
         if self._clock() < self._backend_down_until:
             return None
         try:
-            found = await self.backend.aget(key)  # type: ignore[attr-defined]
+            nowait = getattr(self.backend, "get_nowait", None)
+            found = nowait(key) if nowait is not None else None
+            if found is None:
+                found = await self.backend.aget(key)  # type: ignore[attr-defined]
         except Exception as exc:
             self._backend_failed(exc)
             return None

@@ -215,3 +215,56 @@ def test_the_memory_backend_is_bounded_by_bytes(clock: Clock) -> None:
     assert cache.get("f", lambda: (b"", True)).state == "fresh"  # the most recent stay
     assert cache.get("a", lambda: (page, True)).state == "miss"  # the least recent went
     cache.close()
+
+
+def test_near_caches_of_two_processes_stay_coherent(redis_url: str, clock: Clock) -> None:
+    """Each process keeps what it read from Redis; a purge by one is heard by the other."""
+    prefix = f"lakebench-test:{uuid.uuid4().hex}:"
+    backends = [RedisBackend(redis_url, prefix=prefix) for _ in range(2)]
+    here, there = (SwrCache(b, POLICY, clock=clock) for b in backends)
+    engine = Engine()
+    try:
+        assert here.get("k", engine.load).state == "miss"
+        assert there.get("k", engine.load).state == "fresh"  # from Redis, and now held near
+        assert backends[1].get_nowait("k") is not None  # the next hit is local: no round trip
+        engine.value = b"v2"
+        here.purge(["k"])  # a commit, seen by the other process through the channel
+        assert backends[1].sync(timeout_s=5)
+        assert backends[1].get_nowait("k") is None
+        answer = there.get("k", engine.load)
+        assert (answer.state, answer.body) == ("miss", b"v2")
+    finally:
+        here.close()
+        there.close()
+
+
+def test_a_lost_purge_channel_turns_the_near_cache_off(redis_url: str, clock: Clock) -> None:
+    import redis
+
+    prefix = f"lakebench-test:{uuid.uuid4().hex}:"
+    backend = RedisBackend(redis_url, prefix=prefix)
+    cache = SwrCache(backend, POLICY, clock=clock)
+    engine = Engine()
+    try:
+        deadline = time.monotonic() + 5
+        while not backend._near_usable():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        cache.get("k", engine.load)
+        assert backend.get_nowait("k") is not None
+        admin = redis.Redis.from_url(redis_url)
+        assert backend._subscription is not None  # this backend's subscription (only): purges could be missed now
+        ours = [c["id"] for c in admin.client_list() if c.get("name") == backend._subscription.name]
+        assert len(ours) == 1
+        admin.client_kill_filter(_id=ours[0])
+        deadline = time.monotonic() + 5
+        while backend.get_nowait("k") is not None:
+            assert time.monotonic() < deadline, "the near cache was still used without its channel"
+            time.sleep(0.01)
+        assert cache.get("k", engine.load).state == "fresh"  # from Redis itself, meanwhile
+        deadline = time.monotonic() + 10
+        while not backend._near_usable():  # subscribed again: in use again, starting empty
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        cache.close()
