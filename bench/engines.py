@@ -71,12 +71,15 @@ def search_terms(lake: Lake, keys: KeySpace) -> list[str]:
     common = set(COMMON)
     engine = LakeSqlEngine(lake)
     words: list[str] = []
-    for ns, eid in keys.keys[100:2000:100]:
+    step = max(1, min(100, len(keys.keys) // 20))  # about 20 entities spread over the key space, small lakes too
+    for ns, eid in keys.keys[step : 20 * step + 1 : step]:
         event = engine.lookup(ns, eid)
         if event is not None and event.body:
             body = [t for t in tokens(event.body) if t not in common]
             words += body[len(body) // 2 : len(body) // 2 + 1]
     engine.close()
+    if len(words) < 3:
+        raise SystemExit(f"the lake's bodies hold {len(words)} uncommon words; use more --events or larger bodies")
     return [*words, f"{words[0]} {COMMON[10]}", f"{words[1]} {words[2]}"]
 
 

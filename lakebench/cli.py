@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -22,9 +23,27 @@ from rich.progress import Progress as RichBar
 from rich.table import Table
 
 from lakebench.core.config import DEFAULT_LAKE, Settings
-from lakebench.core.errors import LakebenchError, TransientError
+from lakebench.core.errors import ConfigError, LakebenchError, TransientError
 from lakebench.core.models import Event, Limits
 
+
+def _help_fits_pipes() -> None:
+    """Help that reads well anywhere: a flag shows no ``<bool>`` placeholder (typer >= 0.29 prints
+    one), and piped help is laid out wide rather than at 80 columns, so no option name is cut."""
+    from typer import rich_utils
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    if rich_utils.MAX_WIDTH is None and not sys.stdout.isatty():
+        rich_utils.MAX_WIDTH = 160
+
+
+_help_fits_pipes()
 app = typer.Typer(
     help="Store events and documents on object storage as Parquet + Iceberg, query them, and benchmark it.",
     no_args_is_help=True,
@@ -116,7 +135,7 @@ def generate(
         progress.start(f"generating {count:,} events", count)
         if output is not None:
             written = 0
-            with output.open("w", encoding="utf-8") as f:
+            with _open_for_writing(output) as f:
                 for event in synthesise(spec):
                     f.write(event.to_json() + "\n")
                     written += 1
@@ -134,6 +153,7 @@ def generate(
                 "dataset": spec.dataset_id,
                 "lake": target.url,
                 "events": result.events,
+                "skipped": result.skipped,
                 "raw_bytes": result.raw_bytes,
                 "parquet_bytes": result.parquet_bytes,
                 "files": [f.key for f in result.files],
@@ -145,11 +165,20 @@ def generate(
     elif output is not None:
         out.print(f"wrote {document['events']:,} events to {output}")
     else:
+        skipped = f"; {document['skipped']:,} already in the lake, skipped" if document["skipped"] else ""
+        snapshot = f"snapshot {document['snapshot_id']}" if document["snapshot_id"] else "nothing to commit"
         out.print(
             f"wrote {document['events']:,} events ({_mb(document['raw_bytes'])} raw, "
             f"{_mb(document['parquet_bytes'])} Parquet in {len(document['files'])} files) "
-            f"to {document['lake']} in {document['seconds']:.1f} s; snapshot {document['snapshot_id']}"
+            f"to {document['lake']} in {document['seconds']:.1f} s; {snapshot}{skipped}"
         )
+
+
+def _open_for_writing(path: Path) -> Any:
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _report_rejections(source: str, rejected: list[Any], max_errors: int) -> None:
@@ -200,6 +229,8 @@ def ingest(
         if write is not None:
             document |= {
                 "lake": target.url,
+                "written": write.events,
+                "skipped": write.skipped,
                 "files": [f.key for f in write.files],
                 "snapshot_id": write.snapshot_id,
             }
@@ -209,8 +240,11 @@ def ingest(
         if report.input_error:
             err.print(f"{path}: input stopped being readable: {report.input_error}", markup=False)
         files = len(write.files) if write else 0
+        written = write.events if write else 0
+        skipped = write.skipped if write else 0
         out.print(
-            f"{report.accepted:,} events written to {target.url} in {files} file(s); {len(report.rejected):,} rejected"
+            f"{written:,} events written to {target.url} in {files} file(s); "
+            f"{skipped:,} already in the lake (skipped); {len(report.rejected):,} rejected"
         )
     if not report.ok:
         raise typer.Exit(1)
@@ -253,12 +287,38 @@ def _event_document(event: Event, full: bool) -> dict[str, Any]:
 
 
 def _open_engine(name: str, lake: str, catalog: str | None) -> Any:
+    """Open an engine on the lake, saying so while it takes: a spinner on a terminal, one line when piped.
+    The opening time is kept (``_OPENED``) for the time to first answer."""
     from lakebench.engines import open_engine
     from lakebench.lake.catalog import Lake
 
+    started = time.perf_counter()
     target = Lake(_settings(lake, catalog))
-    target.table(create=False)
-    return open_engine(name, target)
+    message = f"opening {name} on {target.url} (catalog, metadata{', indexes' if name == 'lake-indexed' else ''})"
+    target.table(create=False)  # a lake with nothing to read fails here, in one line
+    if err.is_terminal:
+        with err.status(message + " …"):
+            engine = open_engine(name, target)
+    else:
+        err.print(message, markup=False)
+        engine = open_engine(name, target)
+    _OPENED["seconds"] = time.perf_counter() - started
+    return engine
+
+
+_STARTED = time.perf_counter()  # the command's start, for the time to first answer
+_OPENED: dict[str, float] = {"seconds": 0.0}
+
+
+def _first_answer() -> dict[str, float]:
+    """The time from the command's start to its answer, and how much of it was opening the engine."""
+    return {"first_answer_s": time.perf_counter() - _STARTED, "open_s": _OPENED["seconds"]}
+
+
+def _timing_note(query_ms: float, engine: str) -> str:
+    t = _first_answer()
+    first, opening = t["first_answer_s"], t["open_s"]
+    return f"{query_ms:.1f} ms on {engine}; first answer {first:.2f} s after start (opening {opening:.2f} s)"
 
 
 @app.command()
@@ -272,8 +332,6 @@ def lookup(
     as_json: JsonOpt = False,
 ) -> None:
     """The latest version of one entity (the seed's most critical query)."""
-    import time
-
     query_engine = _open_engine(engine, lake, catalog)
     try:
         started = time.perf_counter_ns()
@@ -286,17 +344,17 @@ def lookup(
             {
                 "engine": engine,
                 "elapsed_ms": elapsed_ms,
+                **_first_answer(),
                 "found": event is not None,
                 "event": None if event is None else _event_document(event, True),
             }
         )
     elif event is None:
-        err.print(f"not found: {ns} / {entity_id} ({elapsed_ms:.1f} ms on {engine})", markup=False)
+        err.print(f"not found: {ns} / {entity_id} ({_timing_note(elapsed_ms, engine)})", markup=False)
     else:
         state = " (deleted)" if event.type == "delete" else ""
         err.print(
-            f"{ns} / {entity_id}{state}: version {event.version}, {elapsed_ms:.1f} ms on {engine}",
-            markup=False,
+            f"{ns} / {entity_id}{state}: version {event.version}, {_timing_note(elapsed_ms, engine)}", markup=False
         )
         out.print_json(data=_event_document(event, full))
     if event is None:
@@ -341,8 +399,6 @@ def search(
     as_json: JsonOpt = False,
 ) -> None:
     """Full-text search over the latest version of every live entity, ranked."""
-    import time
-
     query_engine = _open_engine(engine, lake, catalog)
     try:
         started = time.perf_counter_ns()
@@ -351,17 +407,60 @@ def search(
     finally:
         query_engine.close()
     if as_json:
-        _emit_json({"engine": engine, "elapsed_ms": elapsed_ms, "hits": [asdict(h) for h in hits]})
-        return
-    for hit in hits:
-        sys.stdout.write(f"{hit.score:10.3f}  {hit.entity_ns}  {hit.entity_id}\n")
-    err.print(f"{len(hits)} hits in {elapsed_ms:.1f} ms on {engine}", markup=False)
+        _emit_json({"engine": engine, "elapsed_ms": elapsed_ms, **_first_answer(), "hits": [asdict(h) for h in hits]})
+    else:
+        for hit in hits:
+            sys.stdout.write(f"{hit.score:10.3f}  {hit.entity_ns}  {hit.entity_id}\n")
+        err.print(f"{len(hits)} hits, {_timing_note(elapsed_ms, engine)}", markup=False)
+    if not hits:
+        raise typer.Exit(1)
+
+
+def parameter(text: str, position: int) -> Any:
+    """A ``-p`` value: text unless typed (``int:``, ``float:``, ``bool:``, ``null``); a JSON string
+    literal (``'"2025-10-01"'``) is decoded."""
+    kind, sep, rest = text.partition(":")
+    try:
+        if sep and kind == "int":
+            return int(rest)
+        if sep and kind == "float":
+            return float(rest)
+        if sep and kind == "bool":
+            if rest.lower() not in ("true", "false"):
+                raise ValueError(rest)
+            return rest.lower() == "true"
+    except ValueError:
+        raise ConfigError(f"-p number {position} ({text!r}) is not a valid {kind}") from None
+    if text == "null":
+        return None
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        try:
+            decoded = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+        return decoded if isinstance(decoded, str) else text
+    return text
+
+
+def _tsv_field(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    text = value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 @app.command("sql")
 def sql_command(
     query: Annotated[str, typer.Argument(help="One SELECT over the table 'events'; '?' marks a parameter.")],
-    params: Annotated[list[str] | None, typer.Option("--param", "-p", help="A parameter value (JSON or text).")] = None,
+    params: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="A parameter value, bound as text (the engine casts it to the column's type); "
+            "int:N, float:X, bool:true, null for a typed value; a JSON string literal is decoded.",
+        ),
+    ] = None,
     engine: EngineOpt = "lake-sql",
     lake: LakeOpt = DEFAULT_LAKE,
     catalog: CatalogOpt = None,
@@ -369,25 +468,23 @@ def sql_command(
 ) -> None:
     """Read-only SQL: writes and DDL are refused; rows and time are limited; parameters are bound."""
 
-    def value(text: str) -> Any:
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError:
-            return text
-        return parsed if isinstance(parsed, str | int | float | bool) or parsed is None else text
-
+    values = [parameter(p, n) for n, p in enumerate(params or [], 1)]  # a bad one fails before the lake is opened
     query_engine = _open_engine(engine, lake, catalog)
     try:
-        result = query_engine.sql(query, [value(p) for p in params or []])
+        result = query_engine.sql(query, values)
     finally:
         query_engine.close()
     if as_json:
         _emit_json({"columns": result.columns, "rows": result.rows, "truncated": result.truncated})
         return
-    table = Table(*result.columns)
-    for row in result.rows:
-        table.add_row(*("NULL" if v is None else str(v) for v in row))
-    out.print(table)
+    if not out.is_terminal:  # piped: tab-separated, one row per line, nothing wrapped or cut
+        for row in [result.columns, *result.rows]:
+            sys.stdout.write("\t".join(_tsv_field(v) for v in row) + "\n")
+    else:
+        table = Table(*result.columns)
+        for row in result.rows:
+            table.add_row(*("NULL" if v is None else str(v) for v in row))
+        out.print(table)
     if result.truncated:
         err.print("(truncated: more rows than the limit)")
 
@@ -426,6 +523,8 @@ def run(
         sys.stdout.write(result.to_json() + "\n")
         return
     d = result.dataset
+    if result.lake.get("note"):
+        err.print(f"note: {result.lake['note']}", markup=False)
     out.print(
         f"dataset {d.source}: {d.events:,} events, {d.entities:,} entities, {_mb(d.raw_bytes)} raw, "
         f"{_mb(d.parquet_bytes)} Parquet in {d.files} files{' (reused)' if d.reused else ''}"
@@ -494,6 +593,12 @@ DedupeWindowOpt = Annotated[
 DedupeDaysOpt = Annotated[float, typer.Option("--dedupe-days", min=0.0, help="... and for at most this many days.")]
 DlqMaxOpt = Annotated[float, typer.Option("--dlq-max-mb", min=0.0, help="Dead letters kept in the lake, in all.")]
 MaxBufferOpt = Annotated[float, typer.Option("--max-buffer-mb", min=1.0, help="Past this, answer 503.")]
+LogLevelOpt = Annotated[
+    str, typer.Option("--log-level", envvar="LAKEBENCH_LOG_LEVEL", help="debug | info | warning | error")
+]
+LogJsonOpt = Annotated[
+    bool, typer.Option("--log-json", envvar="LAKEBENCH_LOG_JSON", help="One JSON object per log line (stderr).")
+]
 
 
 def _check_auth(token: str | None, no_auth: bool, host: str) -> str | None:
@@ -583,6 +688,8 @@ def serve(
     dlq_max_mb: DlqMaxOpt = 1024.0,
     max_buffer_mb: MaxBufferOpt = 512.0,
     max_body_bytes: MaxBodyOpt = Limits().max_body_bytes,
+    log_level: LogLevelOpt = "info",
+    log_json: LogJsonOpt = False,
     lake: LakeOpt = DEFAULT_LAKE,
     catalog: CatalogOpt = None,
 ) -> None:
@@ -595,7 +702,9 @@ def serve(
     from lakebench.api.serve import run_service
     from lakebench.api.service import ServiceConfig
     from lakebench.cache import CachePolicy
+    from lakebench.core import logs
 
+    logs.configure(log_level, as_json=log_json)
     options = dict(ctx.params)
     policy = CachePolicy(max_age, swr, stale_if_error, negative_ttl)
     checked_token = _check_auth(token, no_auth, host)
@@ -614,7 +723,7 @@ def serve(
         workers=workers,
         results_dir=results_dir,
     )
-    run_service(config, host, port, err)
+    run_service(config, host, port, err, log_level)
 
 
 @serve_app.command("pipeline")
@@ -642,19 +751,23 @@ def serve_pipeline(
     index: Annotated[
         bool, typer.Option("--index/--no-index", help="Update the lake-indexed key and full-text indexes on commit.")
     ] = False,
+    log_level: LogLevelOpt = "info",
+    log_json: LogJsonOpt = False,
     lake: LakeOpt = DEFAULT_LAKE,
     catalog: CatalogOpt = None,
 ) -> None:
     """The ingest pipeline alone: POST /v1/events -> write-ahead log -> rolling Parquet -> Iceberg commits."""
-    import uvicorn
-
     from lakebench.api.app import create_app
+    from lakebench.api.serve import check_port, run_uvicorn
+    from lakebench.core import logs
     from lakebench.lake.catalog import Lake
     from lakebench.pipeline.core import Pipeline
     from lakebench.pipeline.dlq import DeadLetters
 
+    logs.configure(log_level, as_json=log_json)
     options = dict(ctx.params)
     checked_token = _check_auth(token, no_auth, host)
+    check_port(host, port)
     target = Lake(_settings(lake, catalog))
     pipeline = Pipeline(target, _pipeline_config(**options))
     if index:
@@ -668,7 +781,7 @@ def serve_pipeline(
         f"on http://{host}:{port}"
     )
     app_ = create_app(target, pipeline, _ingest_settings(checked_token, **options), dlq)
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    run_uvicorn(app_, host, port, log_level)
 
 
 @dlq_app.command("list")
@@ -753,7 +866,18 @@ def compact(
             err.print(f"note: {report.orphans_kept_because}", markup=False)
 
 
+def _os_error_line(exc: OSError) -> str:
+    """'cannot write /x/y: Permission denied' — what failed, on which path, in the OS's words."""
+    where = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p)
+    reason = exc.strerror or str(exc)
+    return f"{where}: {reason}" if where else reason
+
+
 def main() -> None:
+    """The error boundary: an expected failure is one line on stderr with the README's exit code
+    (2 bad input or settings, 75 worth a retry); a traceback means a bug in lakebench."""
+    from lakebench.core.errors import is_transient
+
     try:
         app()
     except TransientError as exc:
@@ -761,6 +885,18 @@ def main() -> None:
         sys.exit(75)
     except LakebenchError as exc:
         err.print(f"error: {exc}", markup=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        sys.exit(130)
+    except BrokenPipeError:  # `lakebench history … | head`: the reader has what it wanted
+        sys.stderr.close()
+        sys.exit(0)
+    except OSError as exc:  # a path that cannot be read or written, a store out of reach
+        if is_transient(exc):
+            err.print(f"error (transient, retry later): {_os_error_line(exc)}", markup=False)
+            sys.exit(75)
+        err.print(f"error: {_os_error_line(exc)}", markup=False)
         sys.exit(2)
 
 

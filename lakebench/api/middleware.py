@@ -13,8 +13,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ulid import ULID
 
 from lakebench.api.problems import RequestProblem, problem_response
+from lakebench.core.logs import fields
 
 log = logging.getLogger("lakebench.api")
+access = logging.getLogger("lakebench.access")  # one line per request
 HEADER: Final = "x-request-id"
 _GIVEN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # a client's own id is kept when it looks like one
 
@@ -46,20 +48,32 @@ class RequestContext:
         rid = given if _GIVEN.match(given) else str(ULID())
         scope.setdefault("state", {})["request_id"] = rid
         status = 500
+        sent = 0
         clock = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 message["headers"] = [*message.get("headers", []), (HEADER.encode(), rid.encode()), *self.headers]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
             await send(message)
 
         try:
             await self._call(scope, receive, send_with_id, rid)
         finally:
+            seconds = time.perf_counter() - clock
             if self.observe is not None:
-                self.observe(scope, status, time.perf_counter() - clock)
+                self.observe(scope, status, seconds)
+            if access.isEnabledFor(logging.INFO):
+                access.info(
+                    "%s %s %d",
+                    scope.get("method"),
+                    scope.get("path"),
+                    status,
+                    extra=fields(status=status, bytes=sent, ms=round(seconds * 1000, 3), request_id=rid),
+                )
 
     async def _call(self, scope: Scope, receive: Receive, send_with_id: Send, rid: str) -> None:
         started = False
@@ -73,7 +87,13 @@ class RequestContext:
         try:
             await self.app(scope, receive, track)
         except Exception:
-            log.exception("unhandled error on %s %s [request %s]", scope.get("method"), scope.get("path"), rid)
+            log.exception(
+                "unhandled error on %s %s [request %s]",
+                scope.get("method"),
+                scope.get("path"),
+                rid,
+                extra=fields(request_id=rid),
+            )
             if started:  # the answer is half sent: nothing better to do than end the connection
                 raise
             problem = RequestProblem(

@@ -10,6 +10,8 @@ Method (also written into each result file):
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +25,7 @@ from lakebench.benchmark.results import (
     Dataset,
     Decision,
     RunResult,
+    check_results_dir,
     environment,
     summarise,
     write_result,
@@ -30,7 +33,7 @@ from lakebench.benchmark.results import (
 from lakebench.benchmark.runner import NoProgress, Progress, time_lookups
 from lakebench.benchmark.workloads import KeySpace, key_space
 from lakebench.core.config import Settings
-from lakebench.core.errors import TerminalError
+from lakebench.core.errors import ConfigError, TerminalError
 from lakebench.decide.thresholds import LOOKUP_THRESHOLD_MS, decide
 from lakebench.engines import open_engine
 from lakebench.generate.synthetic import GeneratorSpec, generate
@@ -52,15 +55,52 @@ class RunOptions:
     results_dir: Path = Path("results")
 
 
-def ensure_dataset(lake: Lake, spec: GeneratorSpec, progress: Progress) -> tuple[bool, int | None, float | None]:
-    """Write the generated dataset unless a snapshot already holds it; (reused, raw bytes, write seconds)."""
+def holds_exactly(lake: Lake, spec: GeneratorSpec) -> bool:
+    """Whether the table holds this dataset and nothing else: every commit that added events in the
+    current snapshot's lineage wrote this dataset, and the table counts exactly its events."""
+    from pyiceberg.table.snapshots import Operation, ancestors_of
+
     table = lake.table()
-    for snapshot in table.snapshots():
-        summary = snapshot.summary
-        if summary is not None and summary["lakebench.dataset"] == spec.dataset_id:
-            raw = summary["lakebench.raw-bytes"]
-            return True, int(raw) if raw else None, None
-    progress.start(f"generating {spec.count:,} events of ~{spec.avg_size_kb:g} KB into the lake", spec.count)
+    current = table.current_snapshot()
+    if current is None or current.summary is None:
+        return False
+    appends = [
+        s for s in ancestors_of(current, table.metadata) if s.summary and s.summary.operation == Operation.APPEND
+    ]
+    return (
+        bool(appends)
+        and all(s.summary is not None and s.summary.get("lakebench.dataset") == spec.dataset_id for s in appends)
+        and int(current.summary.get("total-records") or 0) == spec.count
+    )
+
+
+def dataset_lake(lake: Lake, spec: GeneratorSpec) -> tuple[Lake, str | None]:
+    """The lake ``run`` benchmarks: the given one when it is empty or holds exactly this dataset;
+    otherwise a lake of the dataset's own, ``<lake>/datasets/<dataset>``. (lake, why it moved)."""
+    table = lake.table()
+    if table.current_snapshot() is None or holds_exactly(lake, spec):
+        return lake, None
+    if lake.settings.catalog is not None:
+        raise ConfigError(
+            f"the lake {lake.url} (catalog {redact_url(lake.settings.catalog_url)}) holds other events than the "
+            f"dataset {spec.dataset_id}; benchmark it on an empty lake, or leave out --catalog so that run keeps "
+            "each dataset in a lake of its own"
+        )
+    slug = re.sub(r"[^A-Za-z0-9_.]+", "-", spec.dataset_id).strip("-")
+    own = Lake(dataclasses.replace(lake.settings, lake=f"{lake.url}/datasets/{slug}"))
+    return own, f"{lake.url} holds other events than this dataset, so it lives in a lake of its own: {own.url}"
+
+
+def ensure_dataset(lake: Lake, spec: GeneratorSpec, progress: Progress) -> tuple[bool, int | None, float | None]:
+    """Write the generated dataset unless the lake holds it already; (reused, raw bytes, write seconds)."""
+    if holds_exactly(lake, spec):
+        table = lake.table()
+        for snapshot in table.snapshots():
+            summary = snapshot.summary
+            if summary is not None and summary.get("lakebench.dataset") == spec.dataset_id:
+                raw = summary.get("lakebench.raw-bytes")
+                return True, int(raw) if raw else None, None
+    progress.start(f"generating {spec.count:,} events of ~{spec.avg_size_kb:g} KB into {lake.url}", spec.count)
     result = LakeWriter(lake).write(
         generate(spec), summary={"lakebench.dataset": spec.dataset_id}, progress=progress.advance
     )
@@ -96,8 +136,9 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
     if options.judge not in JUDGES:
         raise TerminalError(f"--judge must be one of {', '.join(JUDGES)}, got {options.judge!r}")
     progress = progress or NoProgress()
+    check_results_dir(options.results_dir)  # before the run, not after it
     started = datetime.now(UTC)
-    lake = Lake(settings)
+    lake, moved = dataset_lake(Lake(settings), options.spec)
     reused, raw, secs = ensure_dataset(lake, options.spec, progress)
     keys = key_space(lake)
     if not keys.keys:
@@ -161,7 +202,12 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
         run_id=str(ULID()),
         started_at=started,
         finished_at=datetime.now(UTC),
-        lake={"url": lake.url, "catalog": redact_url(settings.catalog_url), "engine": options.engine},
+        lake={
+            "url": lake.url,
+            "catalog": redact_url(lake.settings.catalog_url),
+            "engine": options.engine,
+            "note": moved,
+        },
         environment=environment(),
         dataset=_dataset(lake, options.spec, keys, reused, raw, secs),
         method={

@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from lakebench.core.errors import ConfigError
 
 SCHEMA = "lakebench.run/1"
 
@@ -143,15 +146,32 @@ def environment() -> Environment:
     )
 
 
+def check_results_dir(results_dir: Path) -> None:
+    """Fail before a run, not after it, when its results could not be written."""
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=results_dir, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--results-dir {results_dir} cannot hold results: {exc.strerror or exc}") from None
+
+
 def write_result(result: RunResult, results_dir: Path) -> Path:
     """Write ``<results_dir>/<date>/<run-id>.json``; refuses to overwrite an existing file."""
     day = result.started_at.astimezone(UTC).strftime("%Y-%m-%d")
     folder = results_dir / day
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{result.run_id}.json"
-    with path.open("x", encoding="utf-8") as out:
-        out.write(result.to_json())
-        out.write("\n")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with path.open("x", encoding="utf-8") as out:
+            out.write(result.to_json())
+            out.write("\n")
+    except FileExistsError:
+        raise  # a result file is never overwritten
+    except OSError as exc:  # the run is done: keep its figures somewhere rather than lose them
+        fallback = Path(tempfile.gettempdir()) / f"lakebench-{result.run_id}.json"
+        fallback.write_text(result.to_json() + "\n", encoding="utf-8")
+        raise ConfigError(f"cannot write {path} ({exc.strerror or exc}); the results are in {fallback}") from None
     return path
 
 

@@ -6,6 +6,7 @@ PostgreSQL URL (``postgresql+psycopg://...``) as the catalog to share one table 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from functools import cached_property
@@ -59,7 +60,28 @@ class Lake:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.url = settings.lake_url
+        if self.url.startswith("file://"):
+            from pathlib import Path
+
+            folder = Path(self.url.removeprefix("file://"))
+            if folder.exists() and not folder.is_dir():
+                raise ConfigError(
+                    f"the lake {folder} is a file, not a folder; pass --lake a folder or s3://bucket/prefix"
+                )
         self.store: ObjectStore = open_store(self.url, settings.s3)
+
+    @property
+    def _sqlite_file(self) -> str | None:
+        url = self.settings.catalog_url
+        return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+
+    def _no_table(self, why: str) -> ConfigError:
+        """The error of a read on a lake that holds no table — once the store has shown it can be
+        reached (a missing bucket or an endpoint out of reach says so, not 'write some events')."""
+        next(iter(self.store.list("events/metadata/")), None)
+        return ConfigError(
+            f"no events table in {self.url} ({why}); write some events first: lakebench generate / lakebench ingest"
+        )
 
     @property
     def is_rest(self) -> bool:
@@ -105,14 +127,14 @@ class Lake:
         """The events table, created on first use."""
         from pyiceberg.exceptions import NoSuchTableError
 
+        sqlite = self._sqlite_file
+        if not create and sqlite is not None and not os.path.exists(sqlite):  # a reader creates no catalog
+            raise self._no_table(f"no catalog at {sqlite}")
         try:
             return self.catalog.load_table(IDENTIFIER)
         except NoSuchTableError:
             if not create:
-                raise ConfigError(
-                    f"no events table in {self.url} (catalog {self.settings.catalog_url}); "
-                    "write some events first: lakebench generate / lakebench ingest"
-                ) from None
+                raise self._no_table(f"catalog {redact_url(self.settings.catalog_url)}") from None
         location = None if self.is_rest else self.table_location  # a REST catalog places its tables
         if location is not None:
             self._refuse_foreign_table(location)
@@ -228,4 +250,3 @@ def redact_url(url: str) -> str:
         creds, host = rest.rsplit("@", 1)
         return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
     return url
-

@@ -23,6 +23,7 @@ from ulid import ULID
 
 from lakebench.core.models import Event
 from lakebench.lake.catalog import Lake
+from lakebench.lake.known import KnownIds
 from lakebench.lake.layouts import FlatLayout, Layout
 from lakebench.lake.parquet import FileStats, ParquetOptions, write_events_parquet
 from lakebench.lake.schema import events_to_arrow
@@ -55,6 +56,7 @@ class WriteResult:
     files: list[WrittenFile] = field(default_factory=list)
     snapshot_id: int | None = None
     committed: bool = False  # False when the precondition found the commit already made
+    skipped: int = 0  # events not written: the table held their event_id already, or the input repeated it
     seconds: float = 0.0
 
     @property
@@ -81,22 +83,45 @@ class LakeWriter:
         names: NameFn = ulid_names,
         properties: dict[str, str] | None = None,
         already_committed: Callable[[Table], bool] | None = None,
+        skip_known: bool = True,
     ) -> WriteResult:
-        """Write every event and commit them in one Iceberg snapshot; returns what was written."""
+        """Write every event and commit them in one Iceberg snapshot; returns what was written.
+
+        With ``skip_known`` (the default) an event whose ``event_id`` the table already holds, or
+        that came earlier in ``events``, is skipped and counted (``WriteResult.skipped``): writing
+        the same input twice leaves the table as it was.
+        """
         started = time.perf_counter()
-        result = self.write_files(events, progress=progress, names=names)
+        known = KnownIds(self.lake) if skip_known else None
+        result = self.write_files(events, progress=progress, names=names, known=known)
         if result.files:
             result.snapshot_id, result.committed = self.commit(
-                result, summary or {}, properties or {}, already_committed
+                result, summary or {}, properties or {}, already_committed, known
             )
         result.seconds = time.perf_counter() - started
         return result
 
     def write_files(
-        self, events: Iterable[Event], *, progress: Callable[[int], None] | None = None, names: NameFn = ulid_names
+        self,
+        events: Iterable[Event],
+        *,
+        progress: Callable[[int], None] | None = None,
+        names: NameFn = ulid_names,
+        known: KnownIds | None = None,
     ) -> WriteResult:
-        """Write and publish the files, without committing them."""
+        """Write and publish the files, without committing them (skipping ``known`` ids, when given)."""
         result = WriteResult()
+
+        def submit(batch: list[Event], size: int) -> list[Future[WrittenFile]]:
+            if known is not None:
+                keep = known.new([e.event_id for e in batch])
+                kept = [e for e, k in zip(batch, keep, strict=True) if k]
+                result.skipped += len(batch) - len(kept)
+                if progress and len(kept) < len(batch):
+                    progress(len(batch) - len(kept))
+                batch = kept
+            return self._submit_batch(batch, size, pool, lambda: names(next(counter))) if batch else []
+
         counter = iter(range(1 << 30))
         with ThreadPoolExecutor(max_workers=self.options.threads) as pool:
             pending: list[Future[WrittenFile]] = []
@@ -106,11 +131,11 @@ class LakeWriter:
                 batch.append(event)
                 size += event.approx_size()
                 if size >= self.options.target_file_bytes:
-                    pending += self._submit_batch(batch, size, pool, lambda: names(next(counter)))
+                    pending += submit(batch, size)
                     batch, size = [], 0
                     self._collect(pending, result, progress, keep=self.options.threads)
             if batch:
-                pending += self._submit_batch(batch, size, pool, lambda: names(next(counter)))
+                pending += submit(batch, size)
             self._collect(pending, result, progress, keep=0)
         return result
 
@@ -166,8 +191,10 @@ class LakeWriter:
         summary: dict[str, str],
         properties: dict[str, str],
         already_committed: Callable[[Table], bool] | None = None,
+        known: KnownIds | None = None,
     ) -> tuple[int, bool]:
-        """Add the files (and set ``properties``) in one transaction; (snapshot id, whether we committed)."""
+        """Add the files (and set ``properties``) in one transaction; (snapshot id, whether we committed).
+        With ``known``, refuse when another writer committed some of the same events meanwhile."""
         snapshot_summary = {"lakebench.events": str(result.events), "lakebench.raw-bytes": str(result.raw_bytes)}
         snapshot_summary |= summary
         urls = [f.url for f in result.files]
@@ -176,6 +203,8 @@ class LakeWriter:
             if already_committed is not None and already_committed(table):
                 current = table.current_snapshot()
                 return (int(current.snapshot_id) if current else 0), False
+            if known is not None:
+                known.check_commit(table)
             with table.transaction() as tx:
                 if properties:
                     tx.set_properties(properties)

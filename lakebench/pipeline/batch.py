@@ -7,11 +7,16 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from lakebench.core.errors import InputError
+from lakebench.core.ids import stable_event_id
 from lakebench.core.models import Event, Limits
 from lakebench.core.validate import Problem, Rejection, parse_event
 from lakebench.generate.importers import SourceRecord, read_records
@@ -55,11 +60,20 @@ class _Validated:
                 parsed = parse_event(record.raw, self._limits)
                 if isinstance(parsed, Event):
                     report.accepted += 1
+                    if isinstance(record.raw, dict) and record.raw.get("event_id") is None:
+                        parsed = _with_stable_id(parsed, record.raw)
                     yield parsed
                 else:
                     report.rejected.append(Rejection(record.position, tuple(parsed), record.unit))
         except InputError as exc:
             report.input_error = str(exc)
+
+
+def _with_stable_id(event: Event, raw: dict[str, Any]) -> Event:
+    """A record that came without an ``event_id`` gets one derived from its content, the same on every
+    run: ingesting a file twice adds nothing the second time (two identical records are one event)."""
+    canonical = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS, default=str).decode("utf-8", "surrogatepass")
+    return dataclasses.replace(event, event_id=stable_event_id(event.ts, "ingest", canonical))
 
 
 def _check_readable(path: Path | str) -> None:

@@ -33,6 +33,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_e
 from ulid import ULID
 
 from lakebench.core.errors import TerminalError, TransientError, is_transient
+from lakebench.core.logs import fields
 from lakebench.core.models import Event, Limits
 from lakebench.core.validate import parse_event
 from lakebench.lake.catalog import Lake
@@ -332,7 +333,7 @@ class Pipeline:
         def already(table: object) -> bool:
             return int(getattr(table, "properties", {}).get(key, "-1")) >= last
 
-        _, done = self._writer.commit(
+        snapshot_id, done = self._writer.commit(
             result,
             summary={"lakebench.writer": self.writer_id, "lakebench.wal-offsets": f"{first}-{last}"},
             properties={key: str(last)},
@@ -340,6 +341,19 @@ class Pipeline:
         )
         if not done:
             log.info("offsets %s-%s were already committed (replay after a crash); skipped", first, last)
+        else:
+            log.info(
+                "commit",
+                extra=fields(
+                    writer=self.writer_id,
+                    files=len(result.files),
+                    events=len(buffer.events),
+                    bytes=result.parquet_bytes,
+                    snapshot_id=snapshot_id,
+                    offsets=f"{first}-{last}",
+                    ms=round((time.perf_counter() - started) * 1000, 1),
+                ),
+            )
         self.stats.flushes += 1
         self.stats.committed_events += len(buffer.events)
         self.stats.committed_offset = last

@@ -16,6 +16,26 @@ _TMP_PREFIX = ".tmp-"
 _STAGING = ".staging"
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux reports it in /proc); elsewhere by the
+    set-and-restore dance, which is safe here because it runs before any writer thread."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _file_mode() -> int:
+    """What open() would give a new file now; mkstemp gives 0600 whatever the umask."""
+    return 0o666 & ~_umask()
+
+
 class LocalStore:
     def __init__(self, root: Path) -> None:
         self._root = root.resolve()
@@ -49,6 +69,7 @@ class LocalStore:
             with os.fdopen(fd, "wb") as out:
                 write(out)
                 out.flush()
+                os.fchmod(out.fileno(), _file_mode())
                 os.fsync(out.fileno())
             os.replace(tmp, target)
         except BaseException:
@@ -71,6 +92,7 @@ class LocalStore:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         with path.open("rb") as f:
+            os.fchmod(f.fileno(), _file_mode())
             os.fsync(f.fileno())
         size = path.stat().st_size
         try:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -214,3 +215,39 @@ def test_sql_returns_timestamps_and_leaves_no_temporary_folder(tmp_path: Path, e
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["rows"] == [["2025-10-04T12:00:00Z", "C:\\temp"]]  # the backslash is kept
     assert list(scratch.iterdir()) == []  # the engine removed what it made
+
+
+@pytest.mark.parametrize("engine", ["lake-sql", "clickhouse"])
+def test_sql_parameters_are_text_unless_typed_and_piped_rows_are_tab_separated(tmp_path: Path, engine: str) -> None:
+    lake = str(tmp_path / "lake")
+    source = write_lines(
+        tmp_path / "e.ndjson",
+        [GOOD % "2024", GOOD % "Tab\\there", GOOD.replace('"text"', '"text", "version": 7') % "Seven"],
+    )
+    assert runner.invoke(app, ["ingest", str(source), "--lake", lake]).exit_code == 0
+
+    def sql(query: str, *params: str) -> Any:
+        args = ["sql", query, "--engine", engine, "--lake", lake, *[a for p in params for a in ("-p", p)]]
+        return runner.invoke(app, args)
+
+    # '2024' is an entity id (text), not the integer the query would compare with every id.
+    found = sql("SELECT entity_id FROM events WHERE entity_id = ?", "2024")
+    assert found.exit_code == 0, found.output
+    assert found.stdout.splitlines() == ["entity_id", "2024"]
+    typed = sql("SELECT entity_id FROM events WHERE version = ? AND entity_id <> ?", "int:7", '"2024"')
+    assert typed.stdout.splitlines() == ["entity_id", "Seven"]
+    tab = sql("SELECT entity_id, version FROM events WHERE entity_id LIKE ?", "Tab%")
+    assert tab.stdout.splitlines() == ["entity_id\tversion", "Tab\\there\t1"]  # one row per line, tabs escaped
+
+
+def test_parquet_files_follow_the_umask(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o002)
+    try:
+        source = write_lines(tmp_path / "e.ndjson", [GOOD % "A", GOOD % "B"])
+        assert runner.invoke(app, ["ingest", str(source), "--lake", str(tmp_path / "lake")]).exit_code == 0
+    finally:
+        os.umask(old)
+    files = list((tmp_path / "lake" / "events" / "data").rglob("*.parquet"))
+    assert files and all(f.stat().st_mode & 0o777 == 0o664 for f in files)

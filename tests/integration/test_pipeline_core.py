@@ -134,7 +134,7 @@ def test_compaction_merges_small_files_and_readers_see_the_same_data(lake: Lake,
     for i in range(0, 40, 5):
         LakeWriter(lake).write(events[i : i + 5])  # 8 small commits
     duplicate = events[3]
-    LakeWriter(lake).write([duplicate])  # the same event committed twice (e.g. by two writers)
+    LakeWriter(lake).write([duplicate], skip_known=False)  # the same event committed twice (e.g. by two writers)
     engine = LakeSqlEngine(lake)
     before = {f"k{i}": engine.lookup("en.wikipedia.org", f"k{i}") for i in range(7)}
     old_snapshot = lake.table().current_snapshot()
@@ -217,7 +217,7 @@ def test_failed_flushes_are_retried_and_lose_nothing(lake: Lake, tmp_path: Path,
 def test_compaction_drops_duplicates_across_bins_and_big_files(lake: Lake, make_event: MakeEvent) -> None:
     events = [make_event(entity_id=f"dup {i}", body=os.urandom(1_000).hex()) for i in range(30)]
     small = [LakeWriter(lake).write(events[i : i + 10]).files[0] for i in range(0, 30, 10)]
-    big = LakeWriter(lake).write(events)  # every event committed a second time, in one larger file
+    big = LakeWriter(lake).write(events, skip_known=False)  # every event committed a second time, in one larger file
     # Each small file is a bin of its own; the big file is no merge candidate: only its duplicates
     # (whose kept copies sit in three other files) make it be rewritten.
     target = int(max(f.stats.bytes for f in small) * 1.5)

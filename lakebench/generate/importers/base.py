@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -33,10 +34,22 @@ class MappingError(Exception):
         self.problem = Problem(field, message)
 
 
+def _decompressed(stream: Any) -> BinaryIO:
+    """A stream that cannot be read twice (a pipe), decompressed when its first bytes are gzip's or
+    bzip2's magic; peeked, not consumed."""
+    buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream)
+    magic = buffered.peek(3)[:3]
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
+    if magic == b"BZh":
+        return bz2.BZ2File(buffered, "rb")  # type: ignore[return-value]
+    return buffered
+
+
 def open_input(path: Path | str) -> BinaryIO:
     """A binary stream over a file ('-' is stdin), decompressing .gz and .bz2 by their magic bytes."""
     if str(path) == "-":
-        return sys.stdin.buffer
+        return _decompressed(sys.stdin.buffer)
     p = Path(path)
     try:
         with p.open("rb") as sniff:
