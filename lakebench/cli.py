@@ -8,9 +8,12 @@ progress and messages go to stderr. Exit codes: 0 ok, 1 some input rejected or n
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -33,12 +36,13 @@ def _help_fits_pipes() -> None:
     from typer import rich_utils
     from typer.core import TyperOption
 
-    shown = TyperOption.display_type_rich
+    shown = getattr(TyperOption, "display_type_rich", None)  # typer < 0.29 shows no placeholder
+    if shown is not None:
 
-    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
-        return None if self.is_flag else shown(self, ctx)
+        def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+            return None if self.is_flag else shown(self, ctx)
 
-    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+        TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
     if rich_utils.MAX_WIDTH is None and not sys.stdout.isatty():
         rich_utils.MAX_WIDTH = 160
 
@@ -109,7 +113,8 @@ def _json_value(value: Any) -> Any:
 
 
 def _emit_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2, default=_json_value) + "\n")
+    with _answer():
+        sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2, default=_json_value) + "\n")
 
 
 def _mb(n: int | None) -> str:
@@ -172,6 +177,17 @@ def generate(
             f"{_mb(document['parquet_bytes'])} Parquet in {len(document['files'])} files) "
             f"to {document['lake']} in {document['seconds']:.1f} s; {snapshot}{skipped}"
         )
+
+
+@contextlib.contextmanager
+def _answer() -> Iterator[None]:
+    """Where a command writes its answer on stdout: a reader that stops early (``| head``) ends the
+    command quietly with the exit code it would have had, not with typer's exit 1."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more can reach the reader
 
 
 def _open_for_writing(path: Path) -> Any:
@@ -289,9 +305,11 @@ def _event_document(event: Event, full: bool) -> dict[str, Any]:
 def _open_engine(name: str, lake: str, catalog: str | None) -> Any:
     """Open an engine on the lake, saying so while it takes: a spinner on a terminal, one line when piped.
     The opening time is kept (``_OPENED``) for the time to first answer."""
-    from lakebench.engines import open_engine
+    from lakebench.engines import ENGINES, open_engine
     from lakebench.lake.catalog import Lake
 
+    if name not in ENGINES:
+        raise ConfigError(f"unknown engine {name!r}; choose one of: {', '.join(sorted(ENGINES))}")
     started = time.perf_counter()
     target = Lake(_settings(lake, catalog))
     message = f"opening {name} on {target.url} (catalog, metadata{', indexes' if name == 'lake-indexed' else ''})"
@@ -306,19 +324,33 @@ def _open_engine(name: str, lake: str, catalog: str | None) -> Any:
     return engine
 
 
-_STARTED = time.perf_counter()  # the command's start, for the time to first answer
+_IMPORTED = time.perf_counter()  # where the process's start cannot be read
 _OPENED: dict[str, float] = {"seconds": 0.0}
 
 
+def _process_age_s() -> float:
+    """Seconds since this process started — interpreter start-up and imports included (Linux /proc);
+    elsewhere, since this module was imported."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            stat = f.read()
+        started = int(stat[stat.rindex(")") + 2 :].split()[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.perf_counter() - _IMPORTED
+
+
 def _first_answer() -> dict[str, float]:
-    """The time from the command's start to its answer, and how much of it was opening the engine."""
-    return {"first_answer_s": time.perf_counter() - _STARTED, "open_s": _OPENED["seconds"]}
+    """The time from the process's start to the answer, and how much of it was opening the engine."""
+    return {"first_answer_s": _process_age_s(), "open_s": _OPENED["seconds"]}
 
 
 def _timing_note(query_ms: float, engine: str) -> str:
     t = _first_answer()
     first, opening = t["first_answer_s"], t["open_s"]
-    return f"{query_ms:.1f} ms on {engine}; first answer {first:.2f} s after start (opening {opening:.2f} s)"
+    return (
+        f"{query_ms:.1f} ms on {engine}; first answer {first:.2f} s after the process started (opening {opening:.2f} s)"
+    )
 
 
 @app.command()
@@ -356,7 +388,8 @@ def lookup(
         err.print(
             f"{ns} / {entity_id}{state}: version {event.version}, {_timing_note(elapsed_ms, engine)}", markup=False
         )
-        out.print_json(data=_event_document(event, full))
+        with _answer():
+            out.print_json(data=_event_document(event, full))
     if event is None:
         raise typer.Exit(1)
 
@@ -379,10 +412,10 @@ def history(
     if as_json:
         _emit_json({"engine": engine, "events": [_event_document(e, True) for e in events]})
     else:
-        for event in events:
-            sys.stdout.write(
-                f"{event.ts.isoformat()}  v{event.version}  {event.type:<6}  {event.event_id}  {event.title or ''}\n"
-            )
+        with _answer():
+            for event in events:
+                line = f"{event.ts.isoformat()}  v{event.version}  {event.type:<6}  {event.event_id}"
+                sys.stdout.write(f"{line}  {event.title or ''}\n")
         err.print(f"{len(events)} versions of {ns} / {entity_id} on {engine}", markup=False)
     if not events:
         raise typer.Exit(1)
@@ -409,8 +442,9 @@ def search(
     if as_json:
         _emit_json({"engine": engine, "elapsed_ms": elapsed_ms, **_first_answer(), "hits": [asdict(h) for h in hits]})
     else:
-        for hit in hits:
-            sys.stdout.write(f"{hit.score:10.3f}  {hit.entity_ns}  {hit.entity_id}\n")
+        with _answer():
+            for hit in hits:
+                sys.stdout.write(f"{hit.score:10.3f}  {hit.entity_ns}  {hit.entity_id}\n")
         err.print(f"{len(hits)} hits, {_timing_note(elapsed_ms, engine)}", markup=False)
     if not hits:
         raise typer.Exit(1)
@@ -478,8 +512,9 @@ def sql_command(
         _emit_json({"columns": result.columns, "rows": result.rows, "truncated": result.truncated})
         return
     if not out.is_terminal:  # piped: tab-separated, one row per line, nothing wrapped or cut
-        for row in [result.columns, *result.rows]:
-            sys.stdout.write("\t".join(_tsv_field(v) for v in row) + "\n")
+        with _answer():
+            for row in [result.columns, *result.rows]:
+                sys.stdout.write("\t".join(_tsv_field(v) for v in row) + "\n")
     else:
         table = Table(*result.columns)
         for row in result.rows:
@@ -796,9 +831,10 @@ def dlq_list(lake: LakeOpt = DEFAULT_LAKE, catalog: CatalogOpt = None, as_json: 
     if as_json:
         _emit_json([{"file": key, **json.loads(entry.to_json())} for key, entry in entries])
         return
-    for key, entry in entries:
-        problems = "; ".join(f"{p['field']}: {p['message']}" for p in entry.problems)
-        sys.stdout.write(f"{key} {entry.source} {entry.unit} {entry.position}: {problems}\n")
+    with _answer():
+        for key, entry in entries:
+            problems = "; ".join(f"{p['field']}: {p['message']}" for p in entry.problems)
+            sys.stdout.write(f"{key} {entry.source} {entry.unit} {entry.position}: {problems}\n")
     err.print(f"{len(entries):,} dead letters")
 
 
@@ -875,7 +911,8 @@ def _os_error_line(exc: OSError) -> str:
 
 def main() -> None:
     """The error boundary: an expected failure is one line on stderr with the README's exit code
-    (2 bad input or settings, 75 worth a retry); a traceback means a bug in lakebench."""
+    (2 bad input or settings, 75 worth a retry; typer turns Ctrl-C into 130); a traceback means a
+    bug in lakebench."""
     from lakebench.core.errors import is_transient
 
     try:
@@ -886,12 +923,6 @@ def main() -> None:
     except LakebenchError as exc:
         err.print(f"error: {exc}", markup=False)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err.print("interrupted", markup=False)
-        sys.exit(130)
-    except BrokenPipeError:  # `lakebench history … | head`: the reader has what it wanted
-        sys.stderr.close()
-        sys.exit(0)
     except OSError as exc:  # a path that cannot be read or written, a store out of reach
         if is_transient(exc):
             err.print(f"error (transient, retry later): {_os_error_line(exc)}", markup=False)

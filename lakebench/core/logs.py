@@ -56,7 +56,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        document |= getattr(record, FIELDS, None) or {}
+        extra: dict[str, Any] = getattr(record, FIELDS, None) or {}
+        document |= {k: v for k, v in extra.items() if k not in document}  # a field never hides these
         if record.exc_info:
             document["error"] = self.formatException(record.exc_info)
         return orjson.dumps(document, default=str).decode()

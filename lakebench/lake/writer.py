@@ -117,8 +117,10 @@ class LakeWriter:
                 keep = known.new([e.event_id for e in batch])
                 kept = [e for e, k in zip(batch, keep, strict=True) if k]
                 result.skipped += len(batch) - len(kept)
-                if progress and len(kept) < len(batch):
-                    progress(len(batch) - len(kept))
+                if len(kept) < len(batch):
+                    if progress:
+                        progress(len(batch) - len(kept))
+                    size = sum(e.approx_size() for e in kept)  # what is left decides the number of files
                 batch = kept
             return self._submit_batch(batch, size, pool, lambda: names(next(counter))) if batch else []
 

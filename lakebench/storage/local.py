@@ -17,8 +17,8 @@ _STAGING = ".staging"
 
 
 def _umask() -> int:
-    """The process's umask, read without changing it (Linux reports it in /proc); elsewhere by the
-    set-and-restore dance, which is safe here because it runs before any writer thread."""
+    """The process's umask, read without changing it where Linux reports it in /proc; elsewhere by
+    the set-and-restore dance (called once per store, before its writer threads exist)."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
@@ -31,14 +31,10 @@ def _umask() -> int:
     return mask
 
 
-def _file_mode() -> int:
-    """What open() would give a new file now; mkstemp gives 0600 whatever the umask."""
-    return 0o666 & ~_umask()
-
-
 class LocalStore:
     def __init__(self, root: Path) -> None:
         self._root = root.resolve()
+        self._file_mode = 0o666 & ~_umask()  # what open() gives a new file; mkstemp gives 0600 whatever the umask
         self._stats = RequestStats()
 
     @property
@@ -69,7 +65,7 @@ class LocalStore:
             with os.fdopen(fd, "wb") as out:
                 write(out)
                 out.flush()
-                os.fchmod(out.fileno(), _file_mode())
+                os.fchmod(out.fileno(), self._file_mode)
                 os.fsync(out.fileno())
             os.replace(tmp, target)
         except BaseException:
@@ -92,7 +88,7 @@ class LocalStore:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         with path.open("rb") as f:
-            os.fchmod(f.fileno(), _file_mode())
+            os.fchmod(f.fileno(), self._file_mode)
             os.fsync(f.fileno())
         size = path.stat().st_size
         try:

@@ -116,10 +116,33 @@ def test_a_mistake_is_one_line_with_its_exit_code(case: str, tmp_path: Path) -> 
 
 
 def test_a_read_creates_nothing_where_there_is_no_lake(tmp_path: Path) -> None:
-    lakebench("lookup", "a", "b", "--lake", str(tmp_path / "empty"))
-    lakebench("search", "word", "--lake", str(tmp_path))
+    one_line_error(lakebench("lookup", "a", "b", "--lake", str(tmp_path / "empty")), 2, "no events table")
+    one_line_error(lakebench("search", "word", "--lake", str(tmp_path)), 2, "no events table")
     assert not (tmp_path / "empty").exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_write_that_writes_nothing_creates_nothing(tmp_path: Path) -> None:
+    proc = lakebench("ingest", "-", "--lake", str(tmp_path / "lake"), stdin=b"")
+    assert proc.returncode == 0 and proc.stdout.startswith("0 events written"), proc.stderr
+    assert not (tmp_path / "lake" / "catalog.db").exists() and not (tmp_path / "lake" / "events").exists()
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(small_lake: Path) -> None:
+    query = "SELECT a.entity_id, a.body FROM events a, events b"  # 1,600 rows: more than a pipe holds
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lakebench.cli", "sql", query, "--lake", str(small_lake)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"entity_id\tbody")  # then the reader goes away, as head does
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
 
 
 def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:
@@ -145,7 +168,7 @@ def test_a_read_says_what_it_opens_and_its_time_to_first_answer(small_lake: Path
     assert proc.returncode == 0, proc.stderr
     opening, answer = proc.stderr.splitlines()  # piped: a line while opening, then the answer's line
     assert opening.startswith("opening lake-sql on file://")
-    assert "ms on lake-sql; first answer" in answer and "after start (opening" in answer
+    assert "ms on lake-sql; first answer" in answer and "after the process started (opening" in answer
 
 
 def test_an_unreachable_store_is_worth_a_retry_and_a_missing_bucket_is_not(tmp_path: Path, s3_endpoint: str) -> None:

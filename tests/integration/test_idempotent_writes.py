@@ -21,7 +21,7 @@ from lakebench.engines import open_engine
 from lakebench.generate.synthetic import GeneratorSpec, generate
 from lakebench.lake.catalog import Lake
 from lakebench.lake.layouts import get_layout
-from lakebench.lake.writer import LakeWriter
+from lakebench.lake.writer import LakeWriter, WriterOptions
 
 runner = CliRunner()
 
@@ -54,6 +54,29 @@ def test_writing_the_same_events_twice_adds_nothing(any_settings: Settings, layo
         mixed = writer.write(events[:60] + more)
         assert (mixed.events, mixed.skipped) == (60, 60)
         assert table_ids(lake) == sorted(before + [e.event_id for e in more])
+
+
+def test_a_mostly_known_batch_writes_its_few_new_events_in_one_file(local_settings: Settings) -> None:
+    events = list(generate(GeneratorSpec(count=400, avg_size_kb=1, seed=9)))
+    more = list(generate(GeneratorSpec(count=3, avg_size_kb=1, seed=10)))
+    with Lake(local_settings) as lake:
+        writer = LakeWriter(lake, WriterOptions(min_parallel_bytes=100_000, threads=4))
+        writer.write(events)
+        again = writer.write(events + more)
+        assert (again.events, again.skipped, len(again.files)) == (3, 400, 1)
+
+
+def test_importing_a_source_again_adds_nothing(tmp_path: Path, shared_data: Path) -> None:
+    from lakebench.pipeline.batch import ingest_file
+
+    rows = (shared_data / "wikipedia" / "enwiki-articles.sample1000.tantivy-wiki.json").read_text().splitlines()[:20]
+    source = tmp_path / "articles.json"
+    source.write_text("\n".join(rows) + "\n")
+    with Lake(Settings(lake=str(tmp_path / "lake"))) as lake:
+        first = ingest_file(lake, source, "tantivy-wiki")
+        second = ingest_file(lake, source, "tantivy-wiki")
+        assert first.write is not None and second.write is not None
+        assert first.write.events == 20 and (second.write.events, second.write.skipped) == (0, 20)
 
 
 def test_an_event_repeated_within_one_input_is_written_once(local_settings: Settings) -> None:

@@ -121,9 +121,13 @@ def gharchive(path: Path | str) -> Iterator[SourceRecord]:
     return map_json_lines(path, _gharchive)
 
 
+CORPUS_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # the time part of ids of sources without time
+
+
 def tantivy_wiki(path: Path | str, *, observed_at: datetime | None = None) -> Iterator[SourceRecord]:
     """Wikipedia articles {url, title, body} (tantivy's benchmark corpus); no timestamps in the source,
-    so each article is stamped with the import time (``observed_at``)."""
+    so each article is stamped with the import time (``observed_at``). Its id comes from its URL and
+    text alone: importing the corpus again adds nothing."""
     at = observed_at or datetime.now(UTC)
 
     def mapper(record: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +135,7 @@ def tantivy_wiki(path: Path | str, *, observed_at: datetime | None = None) -> It
         title = _required(record, "title")
         host = re.match(r"^https?://([^/]+)/", url)
         return {
-            "event_id": stable_event_id(at, "tantivy-wiki", url),
+            "event_id": stable_event_id(CORPUS_EPOCH, "tantivy-wiki", url, str(record.get("body", ""))),
             "entity_ns": host.group(1) if host else "en.wikipedia.org",
             "entity_id": title,
             "ts": at.isoformat(),
