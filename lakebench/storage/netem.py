@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import http.client
 import math
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -167,6 +168,12 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     endpoint: ProfiledEndpoint
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a process ending, a connection dropped from a pool) is no error."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+            super().handle_error(request, client_address)
 
 
 class ProfiledEndpoint:

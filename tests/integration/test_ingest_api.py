@@ -278,3 +278,17 @@ def test_full_buffer_answers_503_with_retry_after(tmp_path: Path) -> None:
         client.post("/v1/flush")
         assert client.post("/v1/events", content=json.dumps([good()]), headers=headers).status_code == 200
     lake.close()
+
+
+def test_the_decompressed_limit_names_the_option_that_moves_it(tmp_path: Path) -> None:
+    lake = Lake(Settings(lake=str(tmp_path / "lake")))
+    body = gzip.compress(b"\n".join(json.dumps(good(f"id{i}")).encode() for i in range(300)))  # ~50 KB unpacked
+    headers = {**AUTH, "Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"}
+    for limit, status in ((10_000, 413), (1_000_000, 200)):
+        config = PipelineConfig(state_dir=tmp_path / f"state-{limit}", roll_interval_s=3600, idle_s=3600)
+        settings = IngestSettings(token=TOKEN, max_request_bytes=MAX_REQUEST, max_decompressed_bytes=limit)
+        with TestClient(create_app(lake, Pipeline(lake, config), settings)) as client:
+            response = client.post("/v1/events", content=body, headers=headers)
+        assert response.status_code == status, response.text
+        if status == 413:
+            assert "--max-decompressed-mb" in response.json()["detail"]
