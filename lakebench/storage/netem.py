@@ -189,6 +189,7 @@ class ProfiledEndpoint:
         self._rng = np.random.default_rng(seed)
         self._rng_lock = threading.Lock()
         self._local = threading.local()
+        self._connections: list[http.client.HTTPConnection] = []  # every thread's, closed with the endpoint
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.endpoint = self
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -204,6 +205,8 @@ class ProfiledEndpoint:
             kind = http.client.HTTPSConnection if self.upstream.scheme == "https" else http.client.HTTPConnection
             connection = kind(self.upstream.hostname or "", self.upstream.port, timeout=120)
             self._local.connection = connection
+            with self._rng_lock:
+                self._connections.append(connection)
         return connection
 
     def upstream_call(
@@ -231,6 +234,10 @@ class ProfiledEndpoint:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
+        with self._rng_lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
 
     def __enter__(self) -> ProfiledEndpoint:
         return self.start()

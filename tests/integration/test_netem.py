@@ -158,5 +158,8 @@ def test_an_upstream_that_closed_its_connection_is_reached_again(s3_settings: Se
             # A kept-alive connection the upstream has dropped: the next request on it fails, once.
             dropped = socket.create_connection((endpoint.upstream.hostname or "", endpoint.upstream.port or 80))
             dropped.shutdown(socket.SHUT_RDWR)
-            endpoint._local.connection.sock = dropped
+            connection = endpoint._local.connection
+            if connection.sock is not None:
+                connection.sock.close()
+            connection.sock = dropped
         assert endpoint.stats.snapshot()["requests"] == {"LIST": 1}
