@@ -224,6 +224,10 @@ def test_near_caches_of_two_processes_stay_coherent(redis_url: str, clock: Clock
     here, there = (SwrCache(b, POLICY, clock=clock) for b in backends)
     engine = Engine()
     try:
+        deadline = time.monotonic() + 5
+        while not all(b._near_usable() for b in backends):  # a near cache is off until its channel is up
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         assert here.get("k", engine.load).state == "miss"
         assert there.get("k", engine.load).state == "fresh"  # from Redis, and now held near
         assert backends[1].get_nowait("k") is not None  # the next hit is local: no round trip
