@@ -902,6 +902,60 @@ def compact(
             err.print(f"note: {report.orphans_kept_because}", markup=False)
 
 
+@app.command()
+def cost(
+    events_per_day: Annotated[float, typer.Option("--events-per-day", min=0.0)] = 10_000,
+    event_kb: Annotated[float, typer.Option("--event-kb", min=0.0, help="Raw size of an event (KB).")] = 225.0,
+    parquet_kb: Annotated[
+        float, typer.Option("--parquet-kb", min=0.0, help="Parquet bytes per event, as a lake measures it (KB).")
+    ] = 60.0,
+    retention_days: Annotated[float, typer.Option("--retention-days", min=0.0)] = 365,
+    lookups_per_day: Annotated[float, typer.Option("--lookups-per-day", min=0.0)] = 100_000,
+    hit_ratio: Annotated[
+        float, typer.Option("--hit-ratio", min=0.0, max=1.0, help="The cache's measured hit ratio (Option 2).")
+    ] = 0.8,
+    requests_per_lookup: Annotated[
+        float, typer.Option("--requests-per-lookup", min=0.0, help="Object-store requests a lookup makes, measured.")
+    ] = 1.0,
+    bytes_per_lookup: Annotated[
+        float, typer.Option("--bytes-per-lookup", min=0.0, help="Bytes a lake SQL lookup reads, measured.")
+    ] = 200_000,
+    prices: Annotated[
+        Path | None, typer.Option("--prices", help="A price table (TOML) instead of the built-in one.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Each option's monthly cost at 1x, 10x and 100x the volume, line by line, from a dated price table."""
+    from lakebench.decide.cost import Measured, Workload, cost_table, load_prices
+
+    table = load_prices(prices)
+    workload = Workload(
+        events_per_day=events_per_day,
+        raw_bytes_per_event=event_kb * 1000,
+        parquet_bytes_per_event=parquet_kb * 1000,
+        retention_days=retention_days,
+        lookups_per_day=lookups_per_day,
+    )
+    measured = Measured(
+        requests_per_lookup=requests_per_lookup, bytes_scanned_per_lookup=bytes_per_lookup, cache_hit_ratio=hit_ratio
+    )
+    costs = cost_table(table, workload, measured)
+    if as_json:
+        _emit_json({"prices_as_of": table.as_of, "workload": asdict(workload), "measured": asdict(measured), **costs})
+        return
+    summary = Table(title=f"monthly cost, USD (prices as of {table.as_of})")
+    summary.add_column("volume", no_wrap=True)
+    for option in (1, 2, 3):
+        summary.add_column(f"option {option}", justify="right", no_wrap=True)
+    for scale, options in costs.items():
+        summary.add_row(scale, *(f"{options[f'option {o}']['total_usd']:,.2f}" for o in (1, 2, 3)))
+    out.print(summary)
+    for option, breakdown in costs["1x"].items():
+        out.print(f"{option} at 1x: ${breakdown['total_usd']:,.2f}", markup=False)
+        for line in breakdown["lines"]:
+            out.print(f"  {line['item']:<42} {line['usd']:>10,.2f}  {line['how']}", markup=False)
+
+
 def _os_error_line(exc: OSError) -> str:
     """'cannot write /x/y: Permission denied' — what failed, on which path, in the OS's words."""
     where = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p)
