@@ -16,6 +16,8 @@ for every engine in one place. Method, the same for every engine and profile:
   per-repetition p50 / p95, with their spread; a spread over 10 % of the median is flagged noisy;
 - time to first answer: a fresh ``lakebench lookup`` process (process start to the answer, and the
   opening part of it), its own figure, never folded into the hot ones;
+- with --open-rate R, the same keys also in an open loop at R calls/s (latency from each call's due
+  time, wrk2's rule) beside a closed loop, one caller each (lakebench/benchmark/loop.py);
 - per profile, the seed's decision from lake-sql's hot p95 (Option 1 < 500 ms <= Option 2 < 2000 ms
   <= Option 3).
 """
@@ -41,6 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from lakebench.benchmark.loop import closed_loop, open_loop
 from lakebench.benchmark.workloads import key_space
 from lakebench.core.config import S3Settings, Settings
 from lakebench.decide.thresholds import decide
@@ -114,6 +117,7 @@ def hot(
     oracle: dict[tuple[str, str], str | None],
     repeat: int,
     endpoint: Any,
+    open_rate: float | None = None,
 ) -> dict[str, Any]:
     with Lake(settings) as lake:
         engine = open_engine(engine_name, lake)
@@ -142,6 +146,10 @@ def hot(
                         "bytes_per_lookup": traffic["bytes_out"] / len(keys),
                     }
                 )
+            loops = {}
+            if open_rate:  # the same keys at a constant rate, latency from when each was due
+                loops["open"] = open_loop(lambda k: engine.lookup(*k), keys, open_rate).summary()
+                loops["closed"] = closed_loop(lambda k: engine.lookup(*k), keys).summary()
         finally:
             engine.close()
     p50s = [r["p50_ms"] for r in runs]
@@ -157,6 +165,7 @@ def hot(
         "requests_per_lookup": statistics.median(r["all_requests_per_lookup"] for r in runs),
         "gets_per_lookup": statistics.median(r["requests_per_lookup"].get("GET", 0.0) for r in runs),
         "bytes_per_lookup": statistics.median(r["bytes_per_lookup"] for r in runs),
+        "loops": loops,
         "runs": runs,
     }
 
@@ -170,6 +179,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profiles", default="local,r2")
+    parser.add_argument("--open-rate", type=float, help="also run the keys in an open loop at this rate (calls/s)")
     parser.add_argument("--engines", default=",".join(ENGINES))
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args()
@@ -226,7 +236,7 @@ def main() -> int:
             with profiled(upstream, profile, seed=11) as endpoint:
                 settings = settings_for(endpoint.url, bucket, catalog)
                 for engine_name in engines:
-                    figures = hot(settings, engine_name, keys, warmup, oracle, args.repeat, endpoint)
+                    figures = hot(settings, engine_name, keys, warmup, oracle, args.repeat, endpoint, args.open_rate)
                     present = next(k for k in keys if oracle[k] is not None)  # the first key the lake holds
                     figures["time_to_first_answer"] = first_answer(settings, engine_name, present)
                     entry[engine_name] = figures
@@ -240,6 +250,13 @@ def main() -> int:
                         f"  wrong {figures['wrong_answers']}",
                         flush=True,
                     )
+                    for mode, loop in figures["loops"].items():
+                        rate = f" at {loop['rate_per_s']:g}/s" if loop["rate_per_s"] else ""
+                        print(
+                            f"{'':27s}{mode} loop{rate}: p50 {loop['p50_ms']:.2f} ms  p99 {loop['p99_ms']:.2f} ms  "
+                            f"{loop['calls_per_s']} calls/s",
+                            flush=True,
+                        )
             if "lake-sql" in entry:
                 choice = decide(entry["lake-sql"]["p95_ms"], lookup_label=f"lake-sql direct lookup p95 on {name}")
                 entry["decision"] = {"option": choice.option, "name": choice.name, "reason": choice.reason}
