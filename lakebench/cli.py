@@ -956,6 +956,47 @@ def cost(
             out.print(f"  {line['item']:<42} {line['usd']:>10,.2f}  {line['how']}", markup=False)
 
 
+@app.command()
+def compare(
+    before: Annotated[Path, typer.Argument(help="A result file (results/<date>/<run-id>.json).")],
+    after: Annotated[Path, typer.Argument(help="A later result file.")],
+    factor: Annotated[
+        float, typer.Option("--factor", min=1.0, help="Call a change only beyond this ratio of medians.")
+    ] = 1.10,
+    alpha: Annotated[
+        float, typer.Option("--alpha", min=0.0, max=1.0, help="Significance level of the Mann-Whitney U test.")
+    ] = 0.05,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare two runs benchmark by benchmark: a change is significant (Mann-Whitney U) and beyond --factor."""
+    from lakebench.benchmark.compare import as_dicts, compare_results
+
+    rows = compare_results(before, after, alpha=alpha, factor=factor)
+    if as_json:
+        _emit_json(
+            {"before": str(before), "after": str(after), "factor": factor, "alpha": alpha, "rows": as_dicts(rows)}
+        )
+    else:
+        table = Table(title=f"{before.name} -> {after.name} (changed: p < {alpha:g} and ratio beyond {factor:g})")
+        for column in ("benchmark", "engine", "before p50 ms", "after p50 ms", "ratio", "p", "change"):
+            table.add_column(
+                column, no_wrap=True, justify="left" if column in ("benchmark", "engine", "change") else "right"
+            )
+        for r in rows:
+            table.add_row(
+                r.benchmark,
+                r.engine,
+                f"{r.before_p50_ms:.2f}",
+                f"{r.after_p50_ms:.2f}",
+                f"{r.ratio:.2f}",
+                f"{r.p_value:.3g}",
+                r.change,
+            )
+        out.print(table)
+    if any(r.change == "slower" for r in rows):
+        raise typer.Exit(1)
+
+
 def _os_error_line(exc: OSError) -> str:
     """'cannot write /x/y: Permission denied' — what failed, on which path, in the OS's words."""
     where = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p)
