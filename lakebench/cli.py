@@ -988,12 +988,12 @@ def compare(
                 r.engine,
                 f"{r.before_p50_ms:.2f}",
                 f"{r.after_p50_ms:.2f}",
-                f"{r.ratio:.2f}",
-                f"{r.p_value:.3g}",
+                "—" if r.ratio is None else f"{r.ratio:.2f}",
+                "—" if r.p_value is None else f"{r.p_value:.3g}",
                 r.change,
             )
         out.print(table)
-    if any(r.change == "slower" for r in rows):
+    if any(r.change in ("slower", "wrong answers") for r in rows):
         raise typer.Exit(1)
 
 

@@ -19,7 +19,7 @@ from scipy.stats import mannwhitneyu
 from lakebench.benchmark.results import load_result
 from lakebench.core.errors import ConfigError
 
-Change = Literal["slower", "faster", "no change", "not comparable"]
+Change = Literal["slower", "faster", "no change", "not comparable", "wrong answers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +28,8 @@ class Comparison:
     engine: str
     before_p50_ms: float
     after_p50_ms: float
-    ratio: float  # after / before, of the medians
-    p_value: float
+    ratio: float | None  # after / before, of the medians
+    p_value: float | None
     change: Change
     samples: tuple[int, int]
 
@@ -65,8 +65,11 @@ def compare_results(before: Path, after: Path, *, alpha: float = 0.05, factor: f
         if new is None:
             continue
         ratio, p_value, change = compare_samples(old.samples_ms, new.samples_ms, alpha=alpha, factor=factor)
+        if new.errors:  # a faster wrong answer is no improvement
+            change = "wrong answers"
         samples = (len(old.samples_ms), len(new.samples_ms))
-        rows.append(Comparison(old.name, old.engine, old.p50_ms, new.p50_ms, ratio, p_value, change, samples))
+        finite = [None if v != v else v for v in (ratio, p_value)]  # NaN is no JSON number
+        rows.append(Comparison(old.name, old.engine, old.p50_ms, new.p50_ms, finite[0], finite[1], change, samples))
     if not rows:
         raise ConfigError(f"{before} and {after} share no benchmark (by name and engine)")
     return rows

@@ -30,8 +30,9 @@ class LoopResult:
     concurrency: int
     rate_per_s: float | None
     wall_s: float
-    samples_us: list[int] = field(repr=False)  # one per call, in the order the calls were due
+    samples_us: list[int] = field(repr=False)  # one per answered call, in the order the calls were due
     histogram: str = field(repr=False, default="")  # HdrHistogram, compressed and base64 encoded
+    errors: int = 0  # calls that raised: left out of the latencies, counted here
 
     def percentile_ms(self, q: float) -> float:
         return float(np.percentile(self.samples_us, q)) / 1000
@@ -42,11 +43,12 @@ class LoopResult:
             "concurrency": self.concurrency,
             "rate_per_s": self.rate_per_s,
             "calls": len(self.samples_us),
+            "errors": self.errors,
             "wall_s": round(self.wall_s, 3),
             "calls_per_s": round(len(self.samples_us) / self.wall_s, 1) if self.wall_s else None,
-            "p50_ms": self.percentile_ms(50),
-            "p99_ms": self.percentile_ms(99),
-            "max_ms": max(self.samples_us) / 1000,
+            "p50_ms": self.percentile_ms(50) if self.samples_us else None,
+            "p99_ms": self.percentile_ms(99) if self.samples_us else None,
+            "max_ms": max(self.samples_us) / 1000 if self.samples_us else None,
         }
 
 
@@ -57,6 +59,7 @@ class _Run(Generic[K]):
     samples: list[int]
     histogram: HdrHistogram
     next_index: int = 0
+    errors: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take(self) -> int | None:
@@ -85,7 +88,12 @@ def _drive(run: _Run[K], concurrency: int, due: Callable[[int], float] | None) -
                 wait = begin - time.perf_counter()
                 if wait > 0:
                     time.sleep(wait)  # not yet due: the schedule, not a latency
-            run.call(run.keys[index])
+            try:
+                run.call(run.keys[index])
+            except Exception:
+                with run.lock:
+                    run.errors += 1
+                continue
             run.record(index, int((time.perf_counter() - begin) * 1e6))
 
     threads = [threading.Thread(target=worker, name=f"loop-{n}") for n in range(concurrency)]
@@ -101,7 +109,8 @@ def _result(
 ) -> LoopResult:
     encoded = run.histogram.encode()
     text = encoded.decode() if isinstance(encoded, bytes) else str(encoded)
-    return LoopResult(mode, concurrency, rate, wall, run.samples, text)
+    answered = [s for s in run.samples if s > 0]  # a failed call left its slot at 0
+    return LoopResult(mode, concurrency, rate, wall, answered, text, run.errors)
 
 
 def closed_loop(call: Callable[[K], object], keys: Sequence[K], concurrency: int = 1) -> LoopResult:

@@ -14,6 +14,10 @@ edit it. The arithmetic is plain and shown line by line (``Breakdown.lines``):
 - Pipelines: bytes written by its Iceberg sink; Workers: the plan, and requests over the included ones;
 - Option 2 adds a cache and sends only the misses (1 - hit ratio, as measured) to the lake;
 - Option 3 adds a ClickHouse service holding the hot window, which answers the lookups.
+
+Scaling multiplies events and lookups; fixed-capacity lines (one Redis plan, one ClickHouse
+service) are not resized, so at 10x and 100x Options 2 and 3 are lower bounds: check those plans'
+limits (a 250 MB cache, one 8 GiB replica) against the scaled volume.
 """
 
 from __future__ import annotations
@@ -136,7 +140,7 @@ class Breakdown:
 def _billable(quantity: float, price: Price) -> tuple[float, str]:
     over = max(0.0, quantity - price.free)
     free = f" - {price.free:,.0f} free" if price.free else ""
-    return over * price.value, f"({quantity:,.2f}{free}) x ${price.value:g} {price.unit}"
+    return over * price.value, f"({quantity:,.6g}{free}) x ${price.value:g} {price.unit}"
 
 
 def _per_million(count: float, price: Price) -> tuple[float, str]:

@@ -4,9 +4,11 @@ The question lakebench answers is about R2 or S3, where every read is a network 
 a local disk answers another one. A profile gives each request a time to first byte drawn from a
 log-normal distribution (fitted to the published p50 and p99) and paces the body at a per-connection
 bandwidth. It is applied by ``ProfiledEndpoint``: an S3-protocol endpoint on loopback that forwards
-every request to a real S3-protocol server (moto in tests and benchmarks, any S3 endpoint) and
-delays the answer. DuckDB's httpfs, chDB's s3() and boto3 all read through it, so every engine pays
-the same network, and its request and byte counters are the one place every engine's reads pass.
+every request to a real S3-protocol server on loopback (moto in tests and benchmarks; the client's
+Host header goes through unchanged, so an upstream that checks it in signatures — AWS, R2 — cannot
+sit behind it: a real bucket is measured directly instead) and delays the answer. DuckDB's httpfs,
+chDB's s3() and boto3 all read through it, so every engine pays the same network, and its
+request and byte counters are the one place every engine's reads pass.
 
 This is network *emulation*: what a benchmark prints through it is measured (real engines making
 real requests), under a network whose figures come from ``NetworkProfile.source``. Results name
@@ -52,6 +54,8 @@ class NetworkProfile:
     def __post_init__(self) -> None:
         if self.ttfb_p50_ms < 0 or self.ttfb_p99_ms < self.ttfb_p50_ms:
             raise ConfigError(f"profile {self.name}: need 0 <= ttfb p50 <= p99")
+        if self.ttfb_p50_ms == 0 and self.ttfb_p99_ms != 0:
+            raise ConfigError(f"profile {self.name}: a zero p50 needs a zero p99 (a log-normal has no zero median)")
         if self.bandwidth_mb_s is not None and self.bandwidth_mb_s <= 0:
             raise ConfigError(f"profile {self.name}: bandwidth must be positive")
 
@@ -130,37 +134,61 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request on stderr would drown a benchmark's output
 
+    def _body(self) -> bytes:
+        """The request body, whether framed by Content-Length or chunked (forwarded with a length)."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            parts: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                        pass
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()  # the CRLF after each chunk
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
     def _forward(self) -> None:
         endpoint = self.server.endpoint
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self._body()
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         started = time.perf_counter()
-        status, reason, answer_headers, answer = endpoint.upstream_call(self.command, self.path, body, headers)
+        try:
+            status, reason, answer_headers, answer = endpoint.upstream_call(self.command, self.path, body, headers)
+        except (http.client.HTTPException, OSError) as exc:
+            self.send_error(502, "upstream unreachable", f"{type(exc).__name__}: {exc}")
+            return
         ttfb = endpoint.next_ttfb()
         wait = ttfb - (time.perf_counter() - started)  # the upstream's own time counts towards it
         if wait > 0:
             time.sleep(wait)  # the emulated network's time to first byte
         endpoint.stats.add(request_kind(self.command, self.path), len(body), len(answer), max(0.0, wait))
-        self.send_response(status, reason)
+        self.send_response_only(status, reason)  # the upstream's own Server and Date go through
         for key, value in answer_headers:
             if key.lower() not in HOP_BY_HOP or (self.command == "HEAD" and key.lower() == "content-length"):
                 self.send_header(key, value)  # a HEAD answer's length is the object's
-        if self.command != "HEAD":
+        bodiless = self.command == "HEAD" or status in (204, 304) or status < 200
+        if not bodiless:
             self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
-        if self.command != "HEAD":
+        if not bodiless:
             self._paced(answer, endpoint.profile)
 
     def _paced(self, data: bytes, profile: NetworkProfile) -> None:
+        """Each chunk leaves when the bandwidth allows it, so the answer itself takes the time."""
         started = time.perf_counter()
         for offset in range(0, len(data), CHUNK):
             chunk = data[offset : offset + CHUNK]
-            self.wfile.write(chunk)
             ahead = profile.transfer_s(offset + len(chunk)) - (time.perf_counter() - started)
             if ahead > 0:
                 time.sleep(ahead)  # the emulated bandwidth
+            self.wfile.write(chunk)
         self.wfile.flush()
+
+    def finish(self) -> None:
+        super().finish()
+        self.server.endpoint.release()  # this client connection is over: so is its upstream one
 
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
 
@@ -198,6 +226,16 @@ class ProfiledEndpoint:
     def next_ttfb(self) -> float:
         with self._rng_lock:
             return self.profile.ttfb_s(self._rng)
+
+    def release(self) -> None:
+        """Close the calling thread's upstream connection (its client connection ended)."""
+        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+            with self._rng_lock:
+                if connection in self._connections:
+                    self._connections.remove(connection)
 
     def _connection(self) -> http.client.HTTPConnection:
         connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)

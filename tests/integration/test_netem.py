@@ -8,6 +8,7 @@ import dataclasses
 import socket
 import statistics
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -163,3 +164,54 @@ def test_an_upstream_that_closed_its_connection_is_reached_again(s3_settings: Se
                 connection.sock.close()
             connection.sock = dropped
         assert endpoint.stats.snapshot()["requests"] == {"LIST": 1}
+
+
+def test_a_chunked_upload_arrives_whole_and_each_client_connection_frees_its_upstream_one(
+    s3_settings: Settings,
+) -> None:
+    import http.client
+
+    bucket = s3_settings.lake.removeprefix("s3://").split("/")[0]
+    data = b"chunked body " * 10_000
+    with profiled(s3_settings.s3.endpoint or "", "local") as endpoint:
+        port = int(endpoint.url.rsplit(":", 1)[1])
+        for n in range(5):  # five client connections, each closed after its request
+            client = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            client.putrequest("PUT", f"/{bucket}/chunked-{n}")
+            client.putheader("Transfer-Encoding", "chunked")
+            client.endheaders()
+            for offset in range(0, len(data), 7_000):
+                piece = data[offset : offset + 7_000]
+                client.send(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            client.send(b"0\r\n\r\n")
+            answer = client.getresponse()
+            answer.read()
+            assert answer.status == 200
+            client.close()
+        deadline = time.monotonic() + 5
+        while endpoint._connections and time.monotonic() < deadline:  # handler threads finish after the close
+            time.sleep(0.01)
+        assert endpoint._connections == []  # no upstream connection outlives its client's
+    stored = (
+        boto3.client(
+            "s3",
+            endpoint_url=s3_settings.s3.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+        .get_object(Bucket=bucket, Key="chunked-4")["Body"]
+        .read()
+    )
+    assert stored == data
+
+
+def test_an_unreachable_upstream_is_a_502_not_a_dropped_connection() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    with profiled(f"http://127.0.0.1:{port}", "local") as endpoint:
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(f"{endpoint.url}/bucket/key", timeout=30)
+        assert failed.value.code == 502
+        failed.value.close()

@@ -73,3 +73,29 @@ def test_files_that_share_nothing_or_do_not_exist_are_clear_errors(tmp_path: Pat
         compare_results(a, b)
     with pytest.raises(ConfigError, match="cannot read a result file"):
         compare_results(a, tmp_path / "absent.json")
+
+
+def test_a_run_with_wrong_answers_never_passes_and_nan_is_not_json(tmp_path: Path) -> None:
+    before = result_file(tmp_path, "01J0000000000000000000EEEE", {"zipf": lognormal(1, 10), "tiny": [1.0]})
+    now = datetime(2026, 12, 3, tzinfo=UTC)
+    wrong = summarise("zipf", "lake-sql", "d", lognormal(2, 5), errors=3, threshold_ms=500.0)
+    after_result = RunResult(
+        schema=SCHEMA,
+        run_id="01J0000000000000000000FFFF",
+        started_at=now,
+        finished_at=now,
+        lake={"url": "file:///x"},
+        environment=environment(),
+        dataset=Dataset(
+            source="s", reused=False, events=1, entities=1, raw_bytes=1, parquet_bytes=1, files=1, snapshot_id=1
+        ),
+        method={},
+        benchmarks=[wrong, summarise("tiny", "lake-sql", "d", [2.0], threshold_ms=500.0)],
+        decision=Decision(option=1, name="n", reason="r", judged={}),
+    )
+    after = write_result(after_result, tmp_path / "after")
+    cli = runner.invoke(app, ["compare", str(before), str(after), "--json"])
+    assert cli.exit_code == 1
+    rows = {r["benchmark"]: r for r in json.loads(cli.stdout)["rows"]}  # strict JSON: no NaN
+    assert rows["zipf"]["change"] == "wrong answers"  # faster, but wrong
+    assert rows["tiny"]["change"] == "not comparable" and rows["tiny"]["ratio"] is None

@@ -64,3 +64,14 @@ def test_every_key_is_called_once_whatever_the_concurrency() -> None:
 
     closed_loop(call, list(range(500)), concurrency=4)
     assert sorted(seen) == list(range(500))
+
+
+def test_a_failed_call_is_counted_and_left_out_of_the_latencies() -> None:
+    def call(key: int) -> None:
+        if key % 10 == 0:
+            raise RuntimeError("engine failed")
+        time.sleep(0.001)
+
+    result = closed_loop(call, list(range(50)))
+    assert result.errors == 5 and len(result.samples_us) == 45 and min(result.samples_us) >= 1_000
+    assert result.summary()["errors"] == 5
