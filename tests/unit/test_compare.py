@@ -22,7 +22,8 @@ def lognormal(seed: int, median_ms: float, n: int = 300) -> list[float]:
     return list(np.random.default_rng(seed).lognormal(np.log(median_ms), 0.3, n))
 
 
-def result_file(tmp_path: Path, run_id: str, samples: dict[str, list[float]]) -> Path:
+def result_file(tmp_path: Path, run_id: str, samples: dict[str, list[float]], errors: int = 0) -> Path:
+    """A result file whose benchmarks hold these samples; the first one counts ``errors`` wrong answers."""
     now = datetime(2026, 12, 3, tzinfo=UTC)
     result = RunResult(
         schema=SCHEMA,
@@ -35,7 +36,10 @@ def result_file(tmp_path: Path, run_id: str, samples: dict[str, list[float]]) ->
             source="s", reused=False, events=1, entities=1, raw_bytes=1, parquet_bytes=1, files=1, snapshot_id=1
         ),
         method={},
-        benchmarks=[summarise(name, "lake-sql", "d", values, threshold_ms=500.0) for name, values in samples.items()],
+        benchmarks=[
+            summarise(name, "lake-sql", "d", values, errors=errors if i == 0 else 0, threshold_ms=500.0)
+            for i, (name, values) in enumerate(samples.items())
+        ],
         decision=Decision(option=1, name="n", reason="r", judged={}),
     )
     return write_result(result, tmp_path / run_id)
@@ -77,23 +81,7 @@ def test_files_that_share_nothing_or_do_not_exist_are_clear_errors(tmp_path: Pat
 
 def test_a_run_with_wrong_answers_never_passes_and_nan_is_not_json(tmp_path: Path) -> None:
     before = result_file(tmp_path, "01J0000000000000000000EEEE", {"zipf": lognormal(1, 10), "tiny": [1.0]})
-    now = datetime(2026, 12, 3, tzinfo=UTC)
-    wrong = summarise("zipf", "lake-sql", "d", lognormal(2, 5), errors=3, threshold_ms=500.0)
-    after_result = RunResult(
-        schema=SCHEMA,
-        run_id="01J0000000000000000000FFFF",
-        started_at=now,
-        finished_at=now,
-        lake={"url": "file:///x"},
-        environment=environment(),
-        dataset=Dataset(
-            source="s", reused=False, events=1, entities=1, raw_bytes=1, parquet_bytes=1, files=1, snapshot_id=1
-        ),
-        method={},
-        benchmarks=[wrong, summarise("tiny", "lake-sql", "d", [2.0], threshold_ms=500.0)],
-        decision=Decision(option=1, name="n", reason="r", judged={}),
-    )
-    after = write_result(after_result, tmp_path / "after")
+    after = result_file(tmp_path, "01J0000000000000000000FFFF", {"zipf": lognormal(2, 5), "tiny": [2.0]}, errors=3)
     cli = runner.invoke(app, ["compare", str(before), str(after), "--json"])
     assert cli.exit_code == 1
     rows = {r["benchmark"]: r for r in json.loads(cli.stdout)["rows"]}  # strict JSON: no NaN
