@@ -22,6 +22,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
+	-@tools/ensure-chromium
 	$(BIN)/pytest -q -n auto --maxprocesses=4
 
 bench: $(STAMP)

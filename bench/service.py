@@ -39,18 +39,11 @@ from lakebench.core.config import Settings
 from lakebench.generate.synthetic import GeneratorSpec, generate
 from lakebench.lake.catalog import Lake
 from lakebench.lake.writer import LakeWriter
+from lakebench.storage.embedded import free_port
 
 HERE = Path(__file__).resolve().parent
 TARGET_RATIO = 0.70
 TARGET_HIT_US = 20.0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def redis_url() -> str | None:

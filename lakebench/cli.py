@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichBar
@@ -28,6 +29,7 @@ from rich.table import Table
 from lakebench.core.config import DEFAULT_LAKE, Settings
 from lakebench.core.errors import ConfigError, LakebenchError, TransientError
 from lakebench.core.models import Event, Limits
+from lakebench.core.process import process_age_s
 
 
 def _help_fits_pipes() -> None:
@@ -324,25 +326,12 @@ def _open_engine(name: str, lake: str, catalog: str | None) -> Any:
     return engine
 
 
-_IMPORTED = time.perf_counter()  # where the process's start cannot be read
 _OPENED: dict[str, float] = {"seconds": 0.0}
-
-
-def _process_age_s() -> float:
-    """Seconds since this process started — interpreter start-up and imports included (Linux /proc);
-    elsewhere, since this module was imported."""
-    try:
-        with open("/proc/self/stat", encoding="ascii") as f:
-            stat = f.read()
-        started = int(stat[stat.rindex(")") + 2 :].split()[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
-        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
-    except (OSError, ValueError, IndexError, AttributeError):
-        return time.perf_counter() - _IMPORTED
 
 
 def _first_answer() -> dict[str, float]:
     """The time from the process's start to the answer, and how much of it was opening the engine."""
-    return {"first_answer_s": _process_age_s(), "open_s": _OPENED["seconds"]}
+    return {"first_answer_s": process_age_s(), "open_s": _OPENED["seconds"]}
 
 
 def _timing_note(query_ms: float, engine: str) -> str:
@@ -524,39 +513,129 @@ def sql_command(
         err.print("(truncated: more rows than the limit)")
 
 
+def _names(
+    value: str, option: str, known: tuple[str, ...] | list[str], everything: str | None = None
+) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    if everything is not None and names == (everything,):
+        return tuple(known)
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ConfigError(
+            f"{option}: unknown {unknown[0]!r}; choose from {', '.join(known)}" if unknown else f"{option} is empty"
+        )
+    return names
+
+
 @app.command()
 def run(
-    count: Annotated[int, typer.Option("--count", min=1, help="Events in the generated dataset.")] = 2_000,
+    count: Annotated[int, typer.Option("--count", min=1, help="Events in the generated dataset.")] = 300,
     avg_size_kb: Annotated[float, typer.Option("--avg-size-kb", min=0.0)] = 225.0,
     seed: Annotated[int, typer.Option("--seed")] = 42,
-    samples: Annotated[int, typer.Option("--samples", min=1, help="Timed lookups per key distribution.")] = 300,
-    missing_samples: Annotated[int, typer.Option("--missing-samples", min=1)] = 100,
-    warmup: Annotated[int, typer.Option("--warmup", min=0)] = 30,
-    judge: Annotated[str, typer.Option("--judge", help="Statistic compared to thresholds: p50|p95|p99|max")] = "p95",
-    engine: Annotated[str, typer.Option("--engine")] = "lake-sql",
+    options: Annotated[
+        str, typer.Option("--options", help="Architecture options to compare (comma-separated, or all).")
+    ] = "lake-sql,lake-sql+cache,clickhouse,lake-indexed",
+    profiles: Annotated[
+        str | None,
+        typer.Option("--profiles", help="Network profiles (default: local,r2 for a local lake; direct for a bucket)."),
+    ] = None,
+    workloads: Annotated[
+        str, typer.Option("--workloads", help="Workloads (comma-separated, or all).")
+    ] = "lookup-zipf,lookup-missing,search-selective,search-common",
+    samples: Annotated[int, typer.Option("--samples", min=1, help="Timed queries per workload and repetition.")] = 15,
+    search_samples: Annotated[
+        int, typer.Option("--search-samples", min=1, help="Timed searches per search workload and repetition.")
+    ] = 4,
+    repeat: Annotated[int, typer.Option("--repeat", min=1, help="Repetitions of every workload.")] = 3,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Warm-up lookups before the timed part.")] = 10,
+    judge: Annotated[
+        str, typer.Option("--judge", help="Statistic compared to thresholds: p50|p95|p99|max|mean")
+    ] = "p95",
+    lookup_threshold: Annotated[float, typer.Option("--lookup-threshold-ms", min=0.0)] = 500.0,
+    search_threshold: Annotated[float, typer.Option("--search-threshold-ms", min=0.0)] = 5000.0,
+    loops: Annotated[
+        str | None, typer.Option("--loops", help="Concurrency levels of closed (and open) loops, e.g. 1,2,4.")
+    ] = None,
+    open_rate: Annotated[
+        float | None, typer.Option("--open-rate", min=0.001, help="Also an open loop at this rate (calls/s).")
+    ] = None,
+    lookups_per_day: Annotated[float, typer.Option("--lookups-per-day", min=0.0, help="Cost input.")] = 100_000,
+    events_per_day: Annotated[float, typer.Option("--events-per-day", min=0.0, help="Cost input.")] = 10_000,
+    prices: Annotated[
+        Path | None, typer.Option("--prices", help="Price table (TOML); default: the bundled one.")
+    ] = None,
     results_dir: Annotated[Path, typer.Option("--results-dir")] = Path("results"),
     lake: LakeOpt = DEFAULT_LAKE,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The main job: dataset into the lake, real direct-lookup timings, thresholds, the architecture pick."""
-    from lakebench.benchmark.job import RunOptions, run_job
+    """The main job: every option measured like for like under each network profile, judged, priced, reported."""
+    from lakebench.benchmark.job import DIRECT, RunOptions, run_job
+    from lakebench.benchmark.options import OPTIONS
+    from lakebench.benchmark.queries import ALL_WORKLOADS
     from lakebench.generate.synthetic import GeneratorSpec
+    from lakebench.report.render import write_report
+    from lakebench.storage.netem import PROFILES
 
-    options = RunOptions(
+    chosen = RunOptions(
         spec=GeneratorSpec(count=count, avg_size_kb=avg_size_kb, seed=seed),
-        engine=engine,
+        options=_names(options, "--options", list(OPTIONS), "all"),
+        profiles=_names(profiles, "--profiles", [DIRECT, *PROFILES]) if profiles is not None else None,
+        workloads=_names(workloads, "--workloads", ALL_WORKLOADS, "all"),
         samples=samples,
-        missing_samples=missing_samples,
+        search_samples=search_samples,
+        repeat=repeat,
         warmup=warmup,
         judge=judge,
+        lookup_threshold_ms=lookup_threshold,
+        search_threshold_ms=search_threshold,
         results_dir=results_dir,
+        prices=prices,
+        lookups_per_day=lookups_per_day,
+        events_per_day=events_per_day,
+        loop_levels=_levels(loops),
+        open_rate=open_rate,
     )
+    if open_rate is not None and not chosen.loop_levels:
+        raise ConfigError("--open-rate needs --loops (the concurrency levels to run the loops at)")
     with RichProgress(enabled=not as_json) as progress:
-        result, path = run_job(_settings(lake, catalog), options, progress)
+        result, path = run_job(_settings(lake, catalog), chosen, progress)
+    report = write_report(result, path)
     if as_json:
         sys.stdout.write(result.to_json() + "\n")
         return
+    _print_run(result)
+    out.print(f"results with every sample: {path}", markup=False)
+    out.print(f"report: {report.html} (and {report.markdown.name})", markup=False)
+
+
+def _levels(value: str | None) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    try:
+        levels = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        levels = ()
+    if not levels or any(not 1 <= v <= 64 for v in levels):
+        raise ConfigError(f"--loops takes concurrency levels from 1 to 64, comma-separated (e.g. 1,2,4), got {value!r}")
+    return levels
+
+
+def _print_loops(result: Any) -> None:
+    for o in result.options:
+        for loop in o.loops:
+            rate = f" at {loop['rate_per_s']:g}/s" if loop["rate_per_s"] else ""
+            out.print(
+                f"{o.profile} {o.option}: {loop['mode']} loop{rate}, {loop['concurrency']} callers: "
+                f"p50 {loop['p50_ms']:,.2f} ms, p99 {loop['p99_ms']:,.2f} ms, {loop['calls_per_s']} calls/s, "
+                f"{loop['errors']} errors, {loop['wrong_answers']} wrong",
+                markup=False,
+            )
+
+
+def _print_run(result: Any) -> None:
+    from lakebench.report.render import seconds
+
     d = result.dataset
     if result.lake.get("note"):
         err.print(f"note: {result.lake['note']}", markup=False)
@@ -564,32 +643,75 @@ def run(
         f"dataset {d.source}: {d.events:,} events, {d.entities:,} entities, {_mb(d.raw_bytes)} raw, "
         f"{_mb(d.parquet_bytes)} Parquet in {d.files} files{' (reused)' if d.reused else ''}"
     )
-    first = result.benchmarks[0]
-    table = Table(
-        title=f"direct lookup, ms — {first.engine} on {result.lake['url']}; "
-        f"pass = {first.judged_by} < {first.threshold_ms:.0f} ms and no wrong answer"
-    )
-    table.add_column("benchmark", no_wrap=True)
-    for column in ("n", "p50", "p95", "p99", "max"):
-        table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("result", no_wrap=True)
-    for b in result.benchmarks:
-        verdict = "[green]pass[/]" if b.passed else "[red]FAIL[/]"
-        if b.errors:
-            verdict += f" ({b.errors} wrong)"
-        table.add_row(
-            b.name,
-            str(len(b.samples_ms)),
-            f"{b.p50_ms:.2f}",
-            f"{b.p95_ms:.2f}",
-            f"{b.p99_ms:.2f}",
-            f"{b.max_ms:.2f}",
-            verdict,
+    judge = result.method["judged_by"]
+    thresholds = result.method["thresholds_ms"]
+    for profile in result.decisions:
+        table = Table(
+            title=f"profile {profile}: lookups (worst workload) and search, hot, judged at {judge} against "
+            f"{thresholds['lookup']:,.0f} ms and {thresholds['search']:,.0f} ms",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
         )
-    out.print(table)
-    out.print(f"[bold]decision: {result.decision.name}[/]")
-    out.print(f"because {result.decision.reason}", markup=False)
-    out.print(f"results with every sample: {path}", markup=False)
+        for column in ("option", "p50", "p95", "search p95", "1st answer", "GET/q", "req/q", "hits", "$/mo"):
+            table.add_column(column, justify="right" if column != "option" else "left", no_wrap=True)
+        table.add_column("result", no_wrap=True)
+        for o in (o for o in result.options if o.profile == profile):
+            marks = [b for b in result.benchmarks if b.profile == profile and b.engine == o.option]
+            lookups = [b for b in marks if b.name.startswith("lookup")]
+            searches = [b for b in marks if b.name.startswith("search")]
+
+            def worst(bs: list[Any], stat: str) -> str:
+                return f"{max(getattr(b, stat) for b in bs):,.1f} ms" if bs else "-"
+
+            counted = [b.requests_per_query for b in lookups if b.requests_per_query is not None]
+            gets = f"{sum(c.get('GET', 0.0) for c in counted) / len(counted):.2f}" if counted else "n/a"
+            every = f"{sum(sum(c.values()) for c in counted) / len(counted):.2f}" if counted else "n/a"
+            ratios = [b.cache_hit_ratio for b in lookups if b.name == "lookup-zipf" and b.cache_hit_ratio is not None]
+            noisy = " ~" if any(b.noisy for b in marks) else ""
+            table.add_row(
+                o.option,
+                worst(lookups, "p50_ms"),
+                worst(lookups, "p95_ms") + noisy,
+                worst(searches, "p95_ms"),
+                seconds(o.first_answer_s),
+                gets,
+                every,
+                f"{ratios[0]:.0%}" if ratios else "-",
+                f"{o.monthly_usd:,.2f}" if o.monthly_usd is not None else "-",
+                "[green]pass[/]" if o.passed else "[red]FAIL[/]",
+            )
+        _print_wide(table)
+        decision = result.decisions[profile]
+        out.print(f"[bold]decision on {profile}: {decision.name}[/]")
+        out.print(f"because {decision.reason}", markup=False)
+    out.print(
+        "~ noisy (a repetition's p50 or p95 more than 10 % from their median); GET/q and req/q: object-store GETs "
+        "and all requests per lookup; hits: the cache's hit ratio on Zipf lookups",
+        markup=False,
+    )
+    primary = result.decision.judged.get("profile")
+    as_of = result.method["prices_as_of"]
+    costs = Table(title=f"monthly cost (USD) on {primary}, from its measured figures, prices as of {as_of}")
+    costs.add_column("option")
+    for scale in ("1x", "10x", "100x"):
+        costs.add_column(scale, justify="right")
+    for o in (o for o in result.options if o.profile == primary and o.cost):
+        costs.add_row(o.option, *(f"{next(iter(o.cost[s].values()))['total_usd']:,.2f}" for s in ("1x", "10x", "100x")))
+    _print_wide(costs)
+    _print_loops(result)
+
+
+def _print_wide(table: Table) -> None:
+    """A table whole when piped (a pipe has no width to fit); fitted to a terminal's width."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    width = out.width
+    out.width = max(width, 160)  # print(width=…) cannot widen past the console's own width
+    try:
+        out.print(table)
+    finally:
+        out.width = width
 
 
 serve_app = typer.Typer(help="Run lakebench's HTTP services.")
@@ -978,12 +1100,15 @@ def compare(
         )
     else:
         table = Table(title=f"{before.name} -> {after.name} (changed: p < {alpha:g} and ratio beyond {factor:g})")
-        for column in ("benchmark", "engine", "before p50 ms", "after p50 ms", "ratio", "p", "change"):
+        for column in ("profile", "benchmark", "engine", "before p50 ms", "after p50 ms", "ratio", "p", "change"):
             table.add_column(
-                column, no_wrap=True, justify="left" if column in ("benchmark", "engine", "change") else "right"
+                column,
+                no_wrap=True,
+                justify="left" if column in ("profile", "benchmark", "engine", "change") else "right",
             )
         for r in rows:
             table.add_row(
+                r.profile,
                 r.benchmark,
                 r.engine,
                 f"{r.before_p50_ms:.2f}",
@@ -995,6 +1120,53 @@ def compare(
         out.print(table)
     if any(r.change in ("slower", "wrong answers") for r in rows):
         raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    result_file: Annotated[Path, typer.Argument(help="A result file (results/<date>/<run-id>.json).")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the report (default: beside the result).")
+    ] = None,
+    judge: Annotated[str | None, typer.Option("--judge", help="Judge again at p50|p95|p99|max|mean.")] = None,
+    lookup_threshold: Annotated[
+        float | None, typer.Option("--lookup-threshold-ms", min=0.0, help="Judge again against this threshold.")
+    ] = None,
+    search_threshold: Annotated[float | None, typer.Option("--search-threshold-ms", min=0.0)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a run's report (Markdown and one self-contained HTML page); optionally judge its stored samples again."""
+    from lakebench.benchmark.job import rejudge
+    from lakebench.benchmark.results import load_result
+    from lakebench.report.render import write_report
+
+    try:
+        result = load_result(result_file)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"{result_file} is not a lakebench result file: {str(exc).splitlines()[0]}") from None
+    if not result.options:
+        raise ConfigError(f"{result_file} is a {result.schema_} result of one engine; report needs lakebench.run/2")
+    again = (judge, lookup_threshold, search_threshold) != (None, None, None)
+    if again:
+        result = rejudge(
+            result, judge=judge, lookup_threshold_ms=lookup_threshold, search_threshold_ms=search_threshold
+        )
+    if again and out_dir is None:
+        out_dir = result_file.parent / f"{result_file.stem}-rejudged"
+    files = write_report(result, result_file, out_dir)
+    if as_json:
+        _emit_json(
+            {
+                "html": str(files.html),
+                "markdown": str(files.markdown),
+                "decisions": {p: d.model_dump() for p, d in result.decisions.items()},
+            }
+        )
+        return
+    for profile, decision in result.decisions.items():
+        out.print(f"[bold]decision on {profile}: {decision.name}[/]")
+        out.print(f"because {decision.reason}", markup=False)
+    out.print(f"report: {files.html} (and {files.markdown.name})", markup=False)
 
 
 def _os_error_line(exc: OSError) -> str:

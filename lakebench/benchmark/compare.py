@@ -26,6 +26,7 @@ Change = Literal["slower", "faster", "no change", "not comparable", "wrong answe
 class Comparison:
     benchmark: str
     engine: str
+    profile: str
     before_p50_ms: float
     after_p50_ms: float
     ratio: float | None  # after / before, of the medians
@@ -53,15 +54,15 @@ def compare_samples(
 
 
 def compare_results(before: Path, after: Path, *, alpha: float = 0.05, factor: float = 1.10) -> list[Comparison]:
-    """Every benchmark the two result files share (by name and engine), compared."""
+    """Every benchmark the two result files share (by profile, name and engine), compared."""
     try:
         a, b = load_result(before), load_result(after)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read a result file: {exc}") from None
-    later = {(x.name, x.engine): x for x in b.benchmarks}
+    later = {(x.profile, x.name, x.engine): x for x in b.benchmarks}
     rows = []
     for old in a.benchmarks:
-        new = later.get((old.name, old.engine))
+        new = later.get((old.profile, old.name, old.engine))
         if new is None:
             continue
         ratio, p_value, change = compare_samples(old.samples_ms, new.samples_ms, alpha=alpha, factor=factor)
@@ -69,9 +70,11 @@ def compare_results(before: Path, after: Path, *, alpha: float = 0.05, factor: f
             change = "wrong answers"
         samples = (len(old.samples_ms), len(new.samples_ms))
         finite = [None if v != v else v for v in (ratio, p_value)]  # NaN is no JSON number
-        rows.append(Comparison(old.name, old.engine, old.p50_ms, new.p50_ms, finite[0], finite[1], change, samples))
+        rows.append(
+            Comparison(old.name, old.engine, old.profile, old.p50_ms, new.p50_ms, finite[0], finite[1], change, samples)
+        )
     if not rows:
-        raise ConfigError(f"{before} and {after} share no benchmark (by name and engine)")
+        raise ConfigError(f"{before} and {after} share no benchmark (by profile, name and engine)")
     return rows
 
 

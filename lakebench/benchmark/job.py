@@ -1,58 +1,106 @@
-"""The main job (``lakebench run``): make sure the lake holds the dataset, time direct lookups, decide.
+"""The main job (``lakebench run``): every architecture option measured side by side, like for like,
+under each network profile, judged against the thresholds, priced, and one recommended per profile.
 
-Method (also written into each result file):
-- warm-up lookups first, not recorded (they load extensions, metadata and OS caches);
-- then ``samples`` lookups of existing keys drawn Zipf (YCSB 0.99, most-edited entities first),
-  ``samples`` drawn uniformly, and ``missing_samples`` of keys that are not in the lake;
-- each sample is the wall-clock time of one engine call, answer checked outside the timing;
-- a benchmark passes when its judged statistic is under the threshold and no answer was wrong.
+Method (also written into each result file's ``method``):
+- the dataset is written once by lakebench's own writer; for the emulated profiles it lives in an
+  S3-protocol server on loopback (moto) and each profile puts a ``ProfiledEndpoint`` in front of it
+  (lakebench/storage/netem.py), through which every engine's reads pass and are counted;
+- every option gets the same queries in the same order, the same sample count, the same warm-up,
+  in a process of its own (lakebench/benchmark/worker.py) that starts with empty local caches; the
+  queries of each sample are stored beside it;
+- each answer is checked outside the timing against the oracle (lake-sql, on the unshaped server,
+  answering in full); one wrong answer fails the option;
+- time to first answer (process start to the first answer) is its own figure; hot figures come
+  after the warm-up; each workload runs ``repeat`` times, percentiles are over all samples, and a
+  repetition whose p50 or p95 is more than 10 % from the median of them flags the figure noisy;
+- per profile the decision is the cheapest option (lakebench/decide/cost.py, with the measured
+  requests, bytes and hit ratio) that meets every threshold at the judged statistic.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Final
 
 import numpy as np
 from ulid import ULID
 
+from lakebench.benchmark.options import DEFAULT_OPTIONS, OPTIONS, OptionSpec, option_spec
+from lakebench.benchmark.queries import (
+    DEFAULT_WORKLOADS,
+    Query,
+    Workload,
+    answer,
+    build_workloads,
+    call,
+    check,
+    pick_terms,
+)
 from lakebench.benchmark.results import (
     SCHEMA,
     Benchmark,
     Dataset,
     Decision,
+    OptionResult,
     RunResult,
     check_results_dir,
     environment,
+    statistics_of,
     summarise,
     write_result,
 )
-from lakebench.benchmark.runner import NoProgress, Progress, time_lookups
+from lakebench.benchmark.runner import NoProgress, Progress
 from lakebench.benchmark.workloads import KeySpace, key_space
 from lakebench.core.config import Settings
 from lakebench.core.errors import ConfigError, TerminalError
-from lakebench.decide.thresholds import LOOKUP_THRESHOLD_MS, decide
+from lakebench.decide.cost import Measured, PriceTable, cost_table, load_prices, monthly_cost
+from lakebench.decide.cost import Workload as CostInputs
+from lakebench.decide.thresholds import LOOKUP_THRESHOLD_MS, SEARCH_THRESHOLD_MS
 from lakebench.engines import open_engine
 from lakebench.generate.synthetic import GeneratorSpec, generate
 from lakebench.lake.catalog import Lake, redact_url
 from lakebench.lake.writer import LakeWriter
+from lakebench.storage.netem import PROFILES, ProfiledEndpoint, profiled
 
-JUDGES = ("p50", "p95", "p99", "max")
+JUDGES: Final = ("p50", "p95", "p99", "max", "mean")
+NOISY: Final = 0.10
+DIRECT: Final = "direct"  # the configured lake as it is: no emulation
 
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:
-    spec: GeneratorSpec = field(default_factory=GeneratorSpec)
-    engine: str = "lake-sql"
-    samples: int = 300
-    missing_samples: int = 100
-    warmup: int = 30
+    spec: GeneratorSpec = field(default_factory=lambda: GeneratorSpec(count=300))
+    options: tuple[str, ...] = DEFAULT_OPTIONS
+    profiles: tuple[str, ...] | None = None  # None: local and r2 for a local lake, direct for a bucket
+    workloads: tuple[str, ...] = DEFAULT_WORKLOADS
+    samples: int = 15  # per workload and repetition
+    search_samples: int = 4  # per full-text search workload and repetition
+    repeat: int = 3
+    warmup: int = 10
     judge: str = "p95"
+    lookup_threshold_ms: float = LOOKUP_THRESHOLD_MS
+    search_threshold_ms: float = SEARCH_THRESHOLD_MS
     workload_seed: int = 7
     results_dir: Path = Path("results")
+    prices: Path | None = None
+    lookups_per_day: float = 100_000
+    events_per_day: float = 10_000
+    loop_levels: tuple[int, ...] = ()  # concurrency levels of the closed (and open) loops; () for none
+    open_rate: float | None = None  # calls/s of the open loop
 
 
 def holds_exactly(lake: Lake, spec: GeneratorSpec) -> bool:
@@ -108,7 +156,7 @@ def ensure_dataset(lake: Lake, spec: GeneratorSpec, progress: Progress) -> tuple
     return False, result.raw_bytes, result.seconds
 
 
-def _dataset(
+def describe_dataset(
     lake: Lake, spec: GeneratorSpec, keys: KeySpace, reused: bool, raw: int | None, secs: float | None
 ) -> Dataset:
     snapshot = lake.table().current_snapshot()
@@ -132,100 +180,540 @@ def _dataset(
     )
 
 
+@dataclass(slots=True)
+class Target:
+    """Where the options read the dataset under one profile."""
+
+    profile: str
+    settings: Settings
+    endpoint: ProfiledEndpoint | None  # counts requests and bytes; None for a direct lake
+    cold: str
+
+
+def drop_page_cache(root: Path) -> str:
+    """Ask the OS to drop a local lake's files from its page cache (``posix_fadvise(DONTNEED)``)."""
+    if not hasattr(os, "posix_fadvise"):
+        return "page cache not dropped: posix_fadvise is not available on this OS"
+    dropped = 0
+    for path in root.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                dropped += 1
+            finally:
+                os.close(fd)
+    return f"the lake's {dropped} files dropped from the OS page cache (posix_fadvise DONTNEED) before the process"
+
+
+def _worker_settings(settings: Settings) -> dict[str, Any]:
+    return {"lake": settings.lake, "catalog": settings.catalog, "s3": asdict(settings.s3)}
+
+
+@dataclass(slots=True)
+class Measurement:
+    output: dict[str, Any] | None
+    traffic: dict[str, dict[str, Any]]  # "<workload> <rep>" -> requests by kind and bytes out
+    failure: str | None = None
+
+
+def measure_option(
+    target: Target,
+    option: OptionSpec,
+    task: dict[str, Any],
+    cache_home: Path,
+    progress: Progress,
+    env: dict[str, str] | None = None,
+) -> Measurement:
+    """Run one option in a fresh worker process; read the endpoint's counters at each of its marks."""
+    env = {**os.environ, **(env or {}), "XDG_CACHE_HOME": str(cache_home)}  # empty local caches
+    traffic: dict[str, dict[str, Any]] = {}
+    log: list[str] = []
+    stdout: list[str] = []
+    with subprocess.Popen(
+        [sys.executable, "-m", "lakebench.benchmark.worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as proc:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        output = proc.stdout
+        reader = threading.Thread(target=lambda: stdout.append(output.read()), daemon=True)
+        reader.start()
+        try:
+            proc.stdin.write(json.dumps({**task, "option": option.name, "settings": _worker_settings(target.settings)}))
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            label: str | None = None
+            before = target.endpoint.stats.snapshot() if target.endpoint else None
+            for line in proc.stderr:  # the worker's marks, progress and log, in order
+                if line.startswith("mark "):
+                    now = target.endpoint.stats.snapshot() if target.endpoint else None
+                    if label is not None and now is not None and before is not None:
+                        traffic[label] = _delta(before, now)
+                    label, before = line[5:].strip(), now
+                    proc.stdin.write("ok\n")
+                    proc.stdin.flush()
+                elif line.startswith("progress "):
+                    progress.advance(int(line.split()[1]))
+                else:
+                    log.append(line.rstrip())
+            code = proc.wait()
+            reader.join()
+        except BaseException:
+            proc.kill()  # interrupted: no worker outlives the run
+            raise
+    if code != 0 or not stdout or not stdout[0].strip():
+        why = next((line for line in reversed(log) if line.strip()), f"exit code {code}")
+        return Measurement(None, traffic, f"{option.name} failed under {target.profile}: {why}")
+    return Measurement(json.loads(stdout[0]), traffic)
+
+
+def _delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    kinds = set(before["requests"]) | set(after["requests"])
+    requests = {k: after["requests"].get(k, 0) - before["requests"].get(k, 0) for k in kinds}
+    return {"requests": {k: v for k, v in requests.items() if v}, "bytes_out": after["bytes_out"] - before["bytes_out"]}
+
+
+@contextmanager
+def _targets(
+    settings: Settings, options: RunOptions, profiles: tuple[str, ...], progress: Progress, stack: ExitStack
+) -> Iterator[tuple[Lake, list[Target], dict[str, Any], str | None, tuple[bool, int | None, float | None]]]:
+    """The lake the oracle reads, one target per profile, the profiles' definitions, a note, and how
+    the dataset got there."""
+    emulated = [p for p in profiles if p != DIRECT]
+    definitions: dict[str, Any] = {}
+    targets: list[Target] = []
+    note: str | None = None
+    if DIRECT in profiles:
+        lake, note = dataset_lake(stack.enter_context(Lake(settings)), options.spec)
+        written = ensure_dataset(lake, options.spec, progress)
+        folder = lake.url.removeprefix("file://") if lake.url.startswith("file://") else None
+        cold = drop_page_cache(Path(folder)) if folder else "a bucket: nothing of it is in this machine's page cache"
+        definitions[DIRECT] = {"lake": lake.url, "source": "the configured lake, no emulation"}
+        targets.append(Target(DIRECT, lake.settings, None, cold))
+        oracle_lake = lake
+    if emulated:
+        from lakebench.storage.embedded import EmbeddedS3
+
+        server = stack.enter_context(EmbeddedS3())
+        bucket = server.bucket("lakebench-run")
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lakebench-run-")))
+        staged = Settings(lake=f"s3://{bucket}/lake", catalog=f"sqlite:///{work / 'catalog.db'}", s3=server.s3())
+        staged_lake = stack.enter_context(Lake(staged))
+        if DIRECT not in profiles:
+            written = ensure_dataset(staged_lake, options.spec, progress)
+            oracle_lake = staged_lake
+            note = "the dataset was written into an S3-protocol server on loopback (moto), read through each profile"
+        else:  # the same dataset, once more, where the profiles can shape its reads
+            ensure_dataset(staged_lake, options.spec, progress)
+        for seed, name in enumerate(emulated):
+            endpoint = stack.enter_context(profiled(server.url, PROFILES[name], seed=11 + seed))
+            profile = PROFILES[name]
+            definitions[name] = {k: getattr(profile, k) for k in profile.__dataclass_fields__}
+            cold = (
+                "the lake is held in the S3-protocol server's memory, so there is no page cache to drop; "
+                "every read crosses the profile"
+            )
+            targets.append(Target(name, dataclasses.replace(staged, s3=server.s3(endpoint.url)), endpoint, cold))
+    yield oracle_lake, targets, definitions, note, written
+
+
+def default_profiles(settings: Settings) -> tuple[str, ...]:
+    return ("local", "r2") if settings.lake_url.startswith("file://") else (DIRECT,)
+
+
 def run_job(settings: Settings, options: RunOptions, progress: Progress | None = None) -> tuple[RunResult, Path]:
     if options.judge not in JUDGES:
         raise TerminalError(f"--judge must be one of {', '.join(JUDGES)}, got {options.judge!r}")
+    chosen = [option_spec(o) for o in options.options]
+    profiles = options.profiles or default_profiles(settings)
+    for name in profiles:
+        if name != DIRECT and name not in PROFILES:
+            raise ConfigError(f"unknown profile {name!r}; choose from {DIRECT}, {', '.join(PROFILES)}")
+    if options.repeat < 1 or options.samples < 1:
+        raise ConfigError("--samples and --repeat must be at least 1")
+    prices = load_prices(options.prices)
     progress = progress or NoProgress()
     check_results_dir(options.results_dir)  # before the run, not after it
     started = datetime.now(UTC)
-    lake, moved = dataset_lake(Lake(settings), options.spec)
-    reused, raw, secs = ensure_dataset(lake, options.spec, progress)
-    keys = key_space(lake)
-    if not keys.keys:
-        raise TerminalError(f"the lake at {lake.url} holds no events to look up")
-    rng = np.random.default_rng(options.workload_seed)
-    workloads = [
-        (
-            "lookup-zipf",
-            "latest version of an existing entity, keys drawn Zipf 0.99 by popularity",
-            keys.zipf(options.samples, rng),
-            True,
+    timings: dict[str, float] = {}  # wall seconds of each step of the run
+    began = time.perf_counter()
+    with (
+        ExitStack() as stack,
+        _targets(settings, options, profiles, progress, stack) as (
+            oracle_lake,
+            targets,
+            definitions,
+            note,
+            written,
         ),
-        (
-            "lookup-uniform",
-            "latest version of an existing entity, keys drawn uniformly",
-            keys.uniform(options.samples, rng),
-            True,
-        ),
-        (
-            "lookup-missing",
-            "lookup of a key that is not in the lake",
-            keys.missing(options.missing_samples, rng),
-            False,
-        ),
-    ]
-    engine = open_engine(options.engine, lake)
-    benchmarks: list[Benchmark] = []
-    try:
-        progress.start("warming up", options.warmup)
-        time_lookups(engine.lookup, keys.uniform(options.warmup, rng), expect_found=True, progress=progress)
+    ):
+        keys = key_space(oracle_lake)
+        if not keys.keys:
+            raise TerminalError(f"the lake at {oracle_lake.url} holds no events to look up")
+        rng = np.random.default_rng(options.workload_seed)
+        terms = pick_terms(oracle_lake, rng=rng)
+        total = options.samples * options.repeat
+        searches = options.search_samples * options.repeat
+        workloads = build_workloads(options.workloads, keys, keys.latest, terms, total, rng, searches)
+        first = Query("lookup", keys.keys[0])
+        warmup = [Query("lookup", k) for k in keys.uniform(options.warmup, rng)] + [w.queries[0] for w in workloads]
+        timings["dataset and workload"] = time.perf_counter() - began
+        began = time.perf_counter()
+        progress.start("oracle: every distinct query answered in full by lake-sql", None)
+        oracle = _oracle(oracle_lake, [first, *(q for w in workloads for q in w.queries)])
         progress.done()
-        for name, description, sample_keys, found in workloads:
-            progress.start(f"{name} on {engine.name}", len(sample_keys))
-            timed = time_lookups(engine.lookup, sample_keys, expect_found=found, progress=progress)
-            progress.done()
-            benchmarks.append(
-                summarise(
-                    name,
-                    engine.name,
-                    description,
-                    timed.samples_ms,
-                    errors=timed.errors,
-                    threshold_ms=LOOKUP_THRESHOLD_MS,
-                    judged_by=options.judge,
+        timings["oracle"] = time.perf_counter() - began
+        task = {
+            "first": first.to_list(),
+            "warmup": [q.to_list() for q in warmup],
+            "repeat": options.repeat,
+            "workloads": [
+                {
+                    "name": w.name,
+                    "queries": [[q.to_list() for q in w.repetition(r, options.repeat)] for r in range(options.repeat)],
+                }
+                for w in workloads
+            ],
+        }
+        looped = next((w for w in workloads if w.name == "lookup-zipf"), workloads[0])
+        if options.loop_levels:
+            task["loops"] = {
+                "levels": list(options.loop_levels),
+                "rate": options.open_rate,
+                "queries": [q.to_list() for q in looped.queries],
+            }
+        modes = 2 if options.open_rate else 1
+        per_option = len(warmup) + sum(len(w.queries) for w in workloads)
+        per_option += len(looped.queries) * len(options.loop_levels) * modes
+        cache_root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lakebench-caches-")))
+        benchmarks: list[Benchmark] = []
+        results: list[OptionResult] = []
+        decisions: dict[str, Decision] = {}
+        inputs = _cost_inputs(oracle_lake, options)
+        # ClickHouse's users size its hot window to what they ask: here, the whole dataset.
+        hot_days = os.environ.get("LAKEBENCH_CLICKHOUSE_HOT_DAYS") or f"{keys.span_days + 1:.3f}"
+        for target in targets:
+            for spec in chosen:
+                progress.start(f"{target.profile} · {spec.name}", per_option)
+                env = {"LAKEBENCH_CLICKHOUSE_HOT_DAYS": hot_days}
+                began = time.perf_counter()
+                measured = measure_option(target, spec, task, cache_root / target.profile / spec.name, progress, env)
+                progress.done()
+                wall_s = timings[f"{target.profile} {spec.name}"] = time.perf_counter() - began
+                marks = _benchmarks(target, spec, workloads, measured, oracle, options)
+                benchmarks += marks
+                results.append(
+                    _option_result(target, spec, first, measured, marks, options, prices, inputs, oracle, wall_s)
                 )
+                if measured.output is not None:
+                    loops = measured.output.get("loops", [])
+                    results[-1].loops = [_checked_loop(x, looped.queries, measured, oracle) for x in loops]
+            decisions[target.profile] = decide_profile(
+                target.profile, [r for r in results if r.profile == target.profile]
             )
-    finally:
-        engine.close()
-
-    worst = max(benchmarks, key=lambda b: getattr(b, f"{options.judge}_ms"))
-    worst_ms = float(getattr(worst, f"{options.judge}_ms"))
-    label = f"direct lookup {options.judge} (worst of {len(benchmarks)}: {worst.name} on {worst.engine})"
-    choice = decide(worst_ms, lookup_label=label)
-    if any(b.errors for b in benchmarks):
-        wrong = ", ".join(f"{b.name}: {b.errors}" for b in benchmarks if b.errors)
-        choice_reason = f"{choice.reason}; WARNING: wrong answers ({wrong}) — the figures are not trustworthy"
-    else:
-        choice_reason = choice.reason
+        primary = "r2" if "r2" in decisions else profiles[0]
+        dataset = describe_dataset(oracle_lake, options.spec, keys, *written)
+        lake_url, lake_catalog = oracle_lake.url, redact_url(oracle_lake.settings.catalog_url)
     result = RunResult(
         schema=SCHEMA,
         run_id=str(ULID()),
         started_at=started,
         finished_at=datetime.now(UTC),
-        lake={
-            "url": lake.url,
-            "catalog": redact_url(lake.settings.catalog_url),
-            "engine": options.engine,
-            "note": moved,
-        },
+        lake={"url": lake_url, "catalog": lake_catalog, "configured": settings.lake_url, "note": note},
         environment=environment(),
-        dataset=_dataset(lake, options.spec, keys, reused, raw, secs),
-        method={
-            "timer": "time.perf_counter_ns around one engine call",
-            "warmup_lookups": options.warmup,
-            "samples": options.samples,
-            "missing_samples": options.missing_samples,
-            "key_distributions": {"zipf": 0.99, "uniform": True},
-            "workload_seed": options.workload_seed,
-            "percentiles": "numpy.percentile, default (linear) method, over samples_ms",
-            "judged_by": options.judge,
-        },
+        dataset=dataset,
+        method=_method(options, workloads, prices, inputs)
+        | {"clickhouse_hot_window_days": float(hot_days), "step_seconds": timings},
         benchmarks=benchmarks,
-        decision=Decision(
-            option=choice.option,
-            name=choice.name,
-            reason=choice_reason,
-            judged={"benchmark": worst.name, "statistic": options.judge, "value_ms": worst_ms},
-        ),
+        decision=decisions[primary],
+        profiles=definitions,
+        options=results,
+        decisions=decisions,
     )
     return result, write_result(result, options.results_dir)
+
+
+def _oracle(lake: Lake, queries: list[Query]) -> dict[str, Any]:
+    engine = open_engine("lake-sql", lake)
+    try:
+        distinct = {json.dumps(q.to_list()): q for q in queries}
+        return {k: answer(q.full, call(engine, q.full)) for k, q in distinct.items()}
+    finally:
+        engine.close()
+
+
+def _benchmarks(
+    target: Target,
+    spec: OptionSpec,
+    workloads: list[Workload],
+    measured: Measurement,
+    oracle: dict[str, Any],
+    options: RunOptions,
+) -> list[Benchmark]:
+    if measured.output is None:
+        return []
+    out = []
+    for w in workloads:
+        got = measured.output["workloads"][w.name]
+        samples: list[float] = got["samples_ms"]
+        wrong = [
+            f"{q.to_list()}: got {a!r}"
+            for q, a in zip(w.queries, got["answers"], strict=True)
+            if not check(q, a, oracle[json.dumps(q.to_list())])
+        ]
+        n = len(w.queries) // options.repeat
+        reps = [samples[r * n : (r + 1) * n] for r in range(options.repeat)]
+        rep_p50 = [statistics_of(r)["p50"] for r in reps]
+        rep_p95 = [statistics_of(r)["p95"] for r in reps]
+        hits = got["cache_hits"] if any(h is not None for h in got["cache_hits"]) else None
+        traffic = [measured.traffic.get(f"{w.name} {r}") for r in range(options.repeat)]
+        requests: dict[str, float] | None = None
+        per_query_bytes: float | None = None
+        if all(t is not None for t in traffic):
+            kinds = {k for t in traffic if t for k in t["requests"]}
+            requests = {k: sum(t["requests"].get(k, 0) for t in traffic if t) / len(samples) for k in sorted(kinds)}
+            per_query_bytes = sum(t["bytes_out"] for t in traffic if t) / len(samples)
+        threshold = {"lookup": options.lookup_threshold_ms, "search": options.search_threshold_ms}.get(
+            w.threshold or ""
+        )
+        out.append(
+            summarise(
+                w.name,
+                spec.name,
+                w.description,
+                samples,
+                errors=len(wrong),
+                threshold_ms=threshold,
+                judged_by=options.judge,
+                profile=target.profile,
+                queries=[q.to_list() for q in w.queries],
+                repetitions=options.repeat,
+                rep_p50_ms=rep_p50,
+                rep_p95_ms=rep_p95,
+                noisy=_spread(rep_p50) > NOISY or _spread(rep_p95) > NOISY,
+                error_examples=wrong[:5],
+                cache_hits=hits,
+                cache_hit_ratio=(sum(bool(h) for h in hits) / len(hits)) if hits else None,
+                requests_per_query=requests,
+                bytes_per_query=per_query_bytes,
+            )
+        )
+    return out
+
+
+def _spread(values: list[float]) -> float:
+    middle = statistics.median(values)
+    return max(abs(v - middle) for v in values) / middle if middle > 0 else 0.0
+
+
+def _cost_inputs(lake: Lake, options: RunOptions) -> CostInputs:
+    snapshot = lake.table().current_snapshot()
+    summary = snapshot.summary if snapshot is not None and snapshot.summary is not None else None
+    events = int(summary.get("total-records") or 0) if summary else 0
+    parquet = int(summary.get("total-files-size") or 0) if summary else 0
+    raw = options.spec.avg_size_kb * 1000
+    per_event = parquet / events if events else raw / 3
+    return CostInputs(
+        events_per_day=options.events_per_day,
+        raw_bytes_per_event=raw,
+        parquet_bytes_per_event=per_event,
+        lookups_per_day=options.lookups_per_day,
+    )
+
+
+def _measured(marks: list[Benchmark]) -> Measured:
+    lookups = [b for b in marks if b.name.startswith("lookup")]
+    counted = [b for b in lookups if b.requests_per_query is not None]
+    zipf = next((b for b in lookups if b.name == "lookup-zipf" and b.cache_hit_ratio is not None), None)
+    hit_ratio = zipf.cache_hit_ratio if zipf is not None and zipf.cache_hit_ratio is not None else 0.0
+    if not counted:
+        return Measured(cache_hit_ratio=hit_ratio)
+    # A cached option's misses are what reach the lake: its requests per lookup that reached it.
+    per_lookup = statistics.mean(sum((b.requests_per_query or {}).values()) for b in counted)
+    per_bytes = statistics.mean(b.bytes_per_query or 0.0 for b in counted)
+    if hit_ratio < 1:
+        per_lookup, per_bytes = per_lookup / (1 - hit_ratio), per_bytes / (1 - hit_ratio)
+    return Measured(requests_per_lookup=per_lookup, bytes_scanned_per_lookup=per_bytes, cache_hit_ratio=hit_ratio)
+
+
+def _option_result(
+    target: Target,
+    spec: OptionSpec,
+    first: Query,
+    measured: Measurement,
+    marks: list[Benchmark],
+    options: RunOptions,
+    prices: PriceTable,
+    inputs: CostInputs,
+    oracle: dict[str, Any],
+    wall_s: float,
+) -> OptionResult:
+    figures = measured.output or {}
+    cost = None
+    monthly = None
+    if marks:
+        m = _measured(marks)
+        cost = cost_table(prices, inputs, m, options=(spec.cost_option,))
+        monthly = monthly_cost(spec.cost_option, prices, inputs, m).total
+    first_right = False
+    if measured.failure is not None:
+        passed, verdict = False, measured.failure
+    else:
+        first_right = check(first, figures.get("first_answer"), oracle[json.dumps(first.to_list())])
+        passed, verdict = _verdict(marks, options.judge, first_right)
+    return OptionResult(
+        profile=target.profile,
+        option=spec.name,
+        description=spec.description,
+        cost_option=spec.cost_option,
+        first_answer_s=figures.get("first_answer_s"),
+        open_s=figures.get("open_s"),
+        first_query=first.to_list(),
+        cold=target.cold,
+        passed=passed,
+        verdict=verdict,
+        first_answer_right=first_right,
+        failure=measured.failure,
+        monthly_usd=monthly,
+        cost=cost,
+        phases_s={k: float(figures[k]) for k in ("first_answer_s", "warmup_s", "timed_s") if k in figures}
+        | {"process_s": wall_s},
+    )
+
+
+def _checked_loop(
+    loop: dict[str, Any], queries: list[Query], measured: Measurement, oracle: dict[str, Any]
+) -> dict[str, Any]:
+    """A loop's summary, raw samples and traffic, its answers checked against the oracle."""
+    label = f"loop-{loop['mode']}-{loop['concurrency']} 0"
+    answers = loop.pop("answers")
+    wrong = sum(1 for q, a in zip(queries, answers, strict=True) if not check(q, a, oracle[json.dumps(q.to_list())]))
+    return loop | {"wrong_answers": wrong, "traffic": measured.traffic.get(label)}
+
+
+def _verdict(marks: list[Benchmark], judge: str, first_right: bool) -> tuple[bool, str]:
+    """Whether every judged workload is under its threshold with no wrong answer, in words with margins."""
+    parts, passed = [], first_right
+    if not first_right:
+        parts.append("the first answer was wrong")
+    for b in marks:
+        if b.errors:
+            passed = False
+            parts.append(f"{b.name}: {b.errors} wrong answers")
+        if b.threshold_ms is None:
+            continue
+        value = float(getattr(b, f"{judge}_ms"))
+        margin = b.threshold_ms - value
+        ok = margin > 0
+        passed = passed and ok
+        parts.append(
+            f"{b.name} {judge} {value:,.1f} ms {'<' if ok else '>='} {b.threshold_ms:,.0f} ms "
+            f"({'margin' if ok else 'over by'} {abs(margin):,.1f} ms)"
+        )
+    return passed, "; ".join(parts)
+
+
+def decide_profile(profile: str, results: list[OptionResult]) -> Decision:
+    """The cheapest option that meets every threshold; when none does, the one closest to them."""
+    passing = sorted(
+        (r for r in results if r.passed and r.monthly_usd is not None), key=lambda r: (r.monthly_usd, r.option)
+    )
+    if passing:
+        best = passing[0]
+        others = ", ".join(f"{r.option} ${r.monthly_usd:,.2f}" for r in passing[1:])
+        failing = [r.option for r in results if not r.passed]
+        reason = (
+            f"on {profile}, {best.option} meets every threshold ({best.verdict}) and is the cheapest that does, "
+            f"at ${best.monthly_usd:,.2f} a month"
+            + (f"; also meeting them: {others}" if others else "")
+            + (f"; not meeting them: {', '.join(failing)}" if failing else "")
+        )
+        return Decision(
+            option=best.cost_option,
+            name=best.option,
+            reason=reason,
+            judged={"profile": profile, "monthly_usd": best.monthly_usd, "passing": [r.option for r in passing]},
+        )
+    if not results:
+        raise TerminalError(f"no option was measured under {profile}")
+    closest = min(results, key=lambda r: (r.failure is not None, r.monthly_usd is None, r.option))
+    reason = f"on {profile}, no option meets every threshold; " + "; ".join(f"{r.option}: {r.verdict}" for r in results)
+    return Decision(option=0, name="none", reason=reason, judged={"profile": profile, "closest": closest.option})
+
+
+def _method(options: RunOptions, workloads: list[Workload], prices: PriceTable, inputs: CostInputs) -> dict[str, Any]:
+    return {
+        "timer": "time.perf_counter_ns around one call, in a worker process per option and profile",
+        "samples_per_repetition": options.samples,
+        "search_samples_per_repetition": options.search_samples,
+        "repetitions": options.repeat,
+        "warmup_queries": options.warmup,
+        "workloads": {w.name: w.description for w in workloads},
+        "workload_seed": options.workload_seed,
+        "key_distributions": {"zipf": 0.99},
+        "percentiles": "numpy.percentile, default (linear) method, over samples_ms (every repetition)",
+        "noisy": f"a repetition's p50 or p95 more than {NOISY:.0%} from the median of them",
+        "oracle": "lake-sql on the unshaped lake, each distinct query answered in full (search: every match)",
+        "search_check": "top-k hits must be min(k, matches) distinct hits, all among the oracle's matches",
+        "judged_by": options.judge,
+        "thresholds_ms": {"lookup": options.lookup_threshold_ms, "search": options.search_threshold_ms},
+        "decision": "per profile, the cheapest option meeting every threshold with no wrong answer",
+        "time_to_first_answer": "process start (/proc) to the first answer of a fresh worker process",
+        "cost_inputs": asdict(inputs),
+        "prices_as_of": prices.as_of,
+        "options": {name: asdict(spec) for name, spec in OPTIONS.items() if name in options.options},
+    }
+
+
+def rejudge(
+    result: RunResult,
+    *,
+    judge: str | None = None,
+    lookup_threshold_ms: float | None = None,
+    search_threshold_ms: float | None = None,
+) -> RunResult:
+    """The same measurements judged again — another statistic or other thresholds — from the stored
+    samples alone: nothing is measured again, and the original thresholds are kept in the method."""
+    judge = judge or str(result.method.get("judged_by", "p95"))
+    if judge not in JUDGES:
+        raise ConfigError(f"--judge must be one of {', '.join(JUDGES)}, got {judge!r}")
+    before = dict(result.method.get("thresholds_ms", {}))
+    limits = {
+        "lookup": lookup_threshold_ms if lookup_threshold_ms is not None else before.get("lookup", LOOKUP_THRESHOLD_MS),
+        "search": search_threshold_ms if search_threshold_ms is not None else before.get("search", SEARCH_THRESHOLD_MS),
+    }
+    benchmarks = []
+    for b in result.benchmarks:
+        kind = "lookup" if b.name.startswith("lookup") else "search" if b.name.startswith("search") else None
+        threshold = limits[kind] if kind is not None and b.threshold_ms is not None else None
+        figures = statistics_of(b.samples_ms)
+        passed = None if threshold is None else b.errors == 0 and figures[judge] < threshold
+        benchmarks.append(b.model_copy(update={"threshold_ms": threshold, "judged_by": judge, "passed": passed}))
+    options = []
+    for o in result.options:
+        if o.failure is not None:
+            options.append(o)
+            continue
+        marks = [b for b in benchmarks if b.profile == o.profile and b.engine == o.option]
+        passed, verdict = _verdict(marks, judge, o.first_answer_right)
+        options.append(o.model_copy(update={"passed": passed, "verdict": verdict}))
+    decisions = {p: decide_profile(p, [o for o in options if o.profile == p]) for p in result.decisions}
+    primary = str(result.decision.judged.get("profile", next(iter(decisions))))
+    method = result.method | {
+        "judged_by": judge,
+        "thresholds_ms": limits,
+        "rejudged": {"from_thresholds_ms": before, "from_judged_by": result.method.get("judged_by")},
+    }
+    return result.model_copy(
+        update={
+            "benchmarks": benchmarks,
+            "options": options,
+            "decisions": decisions,
+            "decision": decisions.get(primary, result.decision),
+            "method": method,
+        }
+    )

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lakebench.core.errors import ConfigError
 
-SCHEMA = "lakebench.run/1"
+SCHEMA = "lakebench.run/2"  # /1 files (one engine, one profile) still load
 
 
 class _Model(BaseModel):
@@ -52,9 +52,9 @@ class Dataset(_Model):
 
 class Benchmark(_Model):
     name: str
-    engine: str
+    engine: str  # the option measured (an engine, or an engine behind a cache)
     description: str
-    samples_ms: list[float]
+    samples_ms: list[float]  # every repetition's samples, in the order they were taken
     errors: int = 0
     p50_ms: float
     p95_ms: float
@@ -64,6 +64,36 @@ class Benchmark(_Model):
     threshold_ms: float | None
     judged_by: str
     passed: bool | None
+    profile: str = "local"
+    queries: list[list[Any]] = Field(default_factory=list)  # what each sample asked, in sample order
+    repetitions: int = 1
+    rep_p50_ms: list[float] = Field(default_factory=list)
+    rep_p95_ms: list[float] = Field(default_factory=list)
+    noisy: bool = False  # a repetition's p50 or p95 more than 10 % from the median of them
+    error_examples: list[str] = Field(default_factory=list)
+    cache_hits: list[bool] | None = None  # per sample, for an option with a cache
+    cache_hit_ratio: float | None = None
+    requests_per_query: dict[str, float] | None = None  # by kind (GET, HEAD, LIST): None when not counted
+    bytes_per_query: float | None = None
+
+
+class OptionResult(_Model):
+    profile: str
+    option: str
+    description: str
+    cost_option: int
+    first_answer_s: float | None  # process start to the first answer: its own figure
+    open_s: float | None
+    first_query: list[Any]
+    cold: str  # what "cold" meant for this run (page cache dropped, or why not)
+    passed: bool
+    verdict: str  # which thresholds it met or missed, with margins
+    first_answer_right: bool = True
+    failure: str | None = None  # the option's process failed: why
+    monthly_usd: float | None
+    cost: dict[str, Any] | None = None  # the breakdown at 1x, 10x, 100x
+    phases_s: dict[str, float] = Field(default_factory=dict)  # the worker's wall time by phase
+    loops: list[dict[str, Any]] = Field(default_factory=list)  # closed and open loops, by concurrency
 
 
 class Decision(_Model):
@@ -83,7 +113,10 @@ class RunResult(_Model):
     dataset: Dataset
     method: dict[str, Any]
     benchmarks: list[Benchmark]
-    decision: Decision
+    decision: Decision  # the primary profile's (r2 when measured)
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name -> what the profile applies
+    options: list[OptionResult] = Field(default_factory=list)
+    decisions: dict[str, Decision] = Field(default_factory=dict)  # per profile
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True, indent=2)
@@ -98,12 +131,12 @@ def summarise(
     errors: int = 0,
     threshold_ms: float | None,
     judged_by: str = "p95",
+    **extra: Any,
 ) -> Benchmark:
     if not samples_ms:
         raise ValueError(f"benchmark {name!r} has no samples")
-    data = np.asarray(samples_ms, dtype=np.float64)
-    p50, p95, p99 = (float(v) for v in np.percentile(data, [50, 95, 99]))
-    figures = {"p50": p50, "p95": p95, "p99": p99, "max": float(data.max()), "mean": float(data.mean())}
+    figures = statistics_of(samples_ms)
+    p50, p95, p99 = figures["p50"], figures["p95"], figures["p99"]
     passed: bool | None = None
     if threshold_ms is not None:
         passed = errors == 0 and figures[judged_by] < threshold_ms
@@ -121,12 +154,20 @@ def summarise(
         threshold_ms=threshold_ms,
         judged_by=judged_by,
         passed=passed,
+        **extra,
     )
+
+
+def statistics_of(samples_ms: list[float]) -> dict[str, float]:
+    """p50, p95, p99 (numpy's default, linear method), max and mean: how every printed figure is made."""
+    data = np.asarray(samples_ms, dtype=np.float64)
+    p50, p95, p99 = (float(v) for v in np.percentile(data, [50, 95, 99]))
+    return {"p50": p50, "p95": p95, "p99": p99, "max": float(data.max()), "mean": float(data.mean())}
 
 
 def environment() -> Environment:
     packages = {}
-    for name in ("lakebench", "duckdb", "pyarrow", "pyiceberg", "numpy"):
+    for name in ("lakebench", "duckdb", "chdb", "pyarrow", "pyiceberg", "numpy", "moto"):
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -6,7 +6,7 @@ whatever data the lake holds, generated or imported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow.compute as pc
@@ -24,6 +24,8 @@ class KeySpace:
 
     keys: list[Key]
     events: int
+    latest: list[Key] = field(default_factory=list)  # the entities changed last, newest first
+    span_days: float = 0.0  # from the oldest event to the newest
 
     def zipf(self, n: int, rng: np.random.Generator) -> list[Key]:
         ranks = np.searchsorted(zipf_cdf(len(self.keys), YCSB_ZIPF), rng.random(n))
@@ -48,12 +50,16 @@ def key_space(lake: Lake) -> KeySpace:
     table = lake.table()
     if table.current_snapshot() is None:
         return KeySpace([], 0)
-    keys = table.scan(selected_fields=("entity_ns", "entity_id")).to_arrow()
-    counts = keys.group_by(["entity_ns", "entity_id"]).aggregate([("entity_id", "count")])
+    keys = table.scan(selected_fields=("entity_ns", "entity_id", "ts")).to_arrow()
+    counts = keys.group_by(["entity_ns", "entity_id"]).aggregate([("entity_id", "count"), ("ts", "max")])
     order = pc.sort_indices(
         counts,
         sort_keys=[("entity_id_count", "descending"), ("entity_ns", "ascending"), ("entity_id", "ascending")],
     )
     counts = counts.take(order)
     pairs = list(zip(counts["entity_ns"].to_pylist(), counts["entity_id"].to_pylist(), strict=True))
-    return KeySpace(pairs, keys.num_rows)
+    newest = pc.sort_indices(counts, sort_keys=[("ts_max", "descending"), ("entity_ns", "ascending")])
+    latest = [pairs[int(i)] for i in newest.to_pylist()[: max(1, min(100, len(pairs) // 100))]]
+    low, high = pc.min_max(keys["ts"]).values()
+    span = (high.as_py() - low.as_py()).total_seconds() / 86400 if keys.num_rows else 0.0
+    return KeySpace(pairs, keys.num_rows, latest, span)

@@ -13,7 +13,9 @@ edit it. The arithmetic is plain and shown line by line (``Breakdown.lines``):
   lookups that reach the lake; the catalog: operations per commit and per query;
 - Pipelines: bytes written by its Iceberg sink; Workers: the plan, and requests over the included ones;
 - Option 2 adds a cache and sends only the misses (1 - hit ratio, as measured) to the lake;
-- Option 3 adds a ClickHouse service holding the hot window, which answers the lookups.
+- Option 3 adds a ClickHouse service holding the hot window, which answers the lookups;
+- Option 4 (the indexed lake) is read by a Worker straight from R2: no R2 SQL, no catalog call per
+  query, object requests per lookup as measured; Option 5 is Option 4 behind the cache.
 
 Scaling multiplies events and lookups; fixed-capacity lines (one Redis plan, one ClickHouse
 service) are not resized, so at 10x and 100x Options 2 and 3 are lower bounds: check those plans'
@@ -32,6 +34,7 @@ from lakebench.core.errors import ConfigError
 DAYS_PER_MONTH: Final = 30  # the unit every daily figure is multiplied by (providers bill calendar months)
 GB: Final = 1e9  # providers bill decimal gigabytes
 R2_SQL_MIN_BYTES: Final = 10e6  # R2 SQL bills at least 10 MB a query
+COST_OPTIONS: Final = (1, 2, 3, 4, 5)
 DEFAULT_PRICES: Final = Path(__file__).with_name("prices.toml")
 
 
@@ -149,7 +152,9 @@ def _per_million(count: float, price: Price) -> tuple[float, str]:
     return over / 1e6 * price.value, f"({count / 1e6:,.2f}M{free}) x ${price.value:g} {price.unit}"
 
 
-def _lake_lines(out: Breakdown, prices: PriceTable, w: Workload, m: Measured, lake_lookups_per_day: float) -> None:
+def _lake_lines(
+    out: Breakdown, prices: PriceTable, w: Workload, m: Measured, lake_lookups_per_day: float, *, sql: bool = True
+) -> None:
     out.add("R2 storage", *_billable(w.stored_gb, prices["r2_storage"]))
     out.add(
         "R2 Class A (writes)",
@@ -157,12 +162,12 @@ def _lake_lines(out: Breakdown, prices: PriceTable, w: Workload, m: Measured, la
     )
     reads = lake_lookups_per_day * m.requests_per_lookup * DAYS_PER_MONTH
     out.add("R2 Class B (reads)", *_per_million(reads, prices["r2_class_b"]))
-    billed = max(m.bytes_scanned_per_lookup, R2_SQL_MIN_BYTES) if lake_lookups_per_day else 0.0
-    scanned_gb = lake_lookups_per_day * billed * DAYS_PER_MONTH / GB
-    out.add("R2 SQL (scanned)", *_billable(scanned_gb, prices["r2_sql_scanned"]))
-    ops = (
-        w.commits_per_day * w.catalog_ops_per_commit + lake_lookups_per_day * w.catalog_ops_per_query
-    ) * DAYS_PER_MONTH
+    if sql:
+        billed = max(m.bytes_scanned_per_lookup, R2_SQL_MIN_BYTES) if lake_lookups_per_day else 0.0
+        scanned_gb = lake_lookups_per_day * billed * DAYS_PER_MONTH / GB
+        out.add("R2 SQL (scanned)", *_billable(scanned_gb, prices["r2_sql_scanned"]))
+    per_query = w.catalog_ops_per_query if sql else 0.0  # an indexed reader loads the table per commit, not per query
+    ops = (w.commits_per_day * w.catalog_ops_per_commit + lake_lookups_per_day * per_query) * DAYS_PER_MONTH
     out.add("R2 Data Catalog (operations)", *_per_million(ops, prices["r2_data_catalog"]))
     out.add("Pipelines (Iceberg sink)", *_billable(w.written_gb_per_month, prices["pipelines_sink"]))
 
@@ -186,19 +191,28 @@ def monthly_cost(option: int, prices: PriceTable, workload: Workload, measured: 
         out.add("ClickHouse service", *_billable(1, prices["clickhouse_service"]))
         hot_tb = workload.events_per_day * measured.hot_window_days * workload.parquet_bytes_per_event / 1e12
         out.add("ClickHouse storage (hot window + backup)", *_billable(2 * hot_tb, prices["clickhouse_storage"]))
+    elif option in (4, 5):  # a Worker reads the lake's indexes and row groups itself: no R2 SQL
+        reaching = workload.lookups_per_day * (1 - measured.cache_hit_ratio if option == 5 else 1.0)
+        _lake_lines(out, prices, workload, measured, reaching, sql=False)
+        if option == 5:
+            out.add("cache (Redis)", *_billable(1, prices["redis_cache"]))
     else:
-        raise ConfigError(f"option must be 1, 2 or 3, got {option}")
+        raise ConfigError(f"option must be one of {', '.join(map(str, COST_OPTIONS))}, got {option}")
     _workers_lines(out, prices, workload)
     return out
 
 
 def cost_table(
-    prices: PriceTable, workload: Workload, measured: Measured, scales: tuple[float, ...] = (1, 10, 100)
+    prices: PriceTable,
+    workload: Workload,
+    measured: Measured,
+    scales: tuple[float, ...] = (1, 10, 100),
+    options: tuple[int, ...] = (1, 2, 3),
 ) -> dict[str, Any]:
     """Every option at each scale of the volume: ``{"1x": {"option 1": {...}, ...}, ...}``."""
     return {
         f"{scale:g}x": {
-            f"option {o}": monthly_cost(o, prices, workload.scaled(scale), measured).to_dict() for o in (1, 2, 3)
+            f"option {o}": monthly_cost(o, prices, workload.scaled(scale), measured).to_dict() for o in options
         }
         for scale in scales
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,14 @@ def _lake_indexed(lake: Lake) -> Engine:
 def _clickhouse(lake: Lake) -> Engine:
     from lakebench.engines.clickhouse import ClickHouseEngine
 
-    return ClickHouseEngine(lake)
+    days = os.environ.get("LAKEBENCH_CLICKHOUSE_HOT_DAYS", "30")
+    try:
+        hot_days = float(days)
+    except ValueError:
+        hot_days = -1.0
+    if not hot_days > 0:
+        raise ConfigError(f"LAKEBENCH_CLICKHOUSE_HOT_DAYS must be a number of days above 0, got {days!r}")
+    return ClickHouseEngine(lake, hot_days=hot_days)
 
 
 def _r2sql(lake: Lake) -> Engine:

@@ -148,6 +148,7 @@ class ClickHouseEngine:
         self._lock = _SESSION.query_lock
         self._loaded: set[str] = set()  # files whose hot rows are in the MergeTree
         self._scanned: set[str] = set()  # files whose newest ts is folded into _newest_us
+        self._oldest_us: dict[str, int] = {}  # file -> its oldest event's ts
         self._newest_us: int | None = None
         self._cutoff_us: int | None = None
         self._snapshot_id: int | None = -1
@@ -192,7 +193,7 @@ class ClickHouseEngine:
         rows: list[list[Any]] = orjson.loads(data)["data"]
         return rows
 
-    def _file_source(self, urls: list[str]) -> str:
+    def _file_source(self, urls: list[str], columns: str = COLUMNS) -> str:
         """A subquery reading exactly these Parquet files (the live snapshot's), local or on S3.
 
         The glob covers the data folder; the ``_path`` filter picks the snapshot's files, and
@@ -215,11 +216,12 @@ class ClickHouseEngine:
             paths = [u.removeprefix("s3://") for u in urls]
             source = f"s3({ch_literal(glob)}, {creds}'Parquet', {SCHEMA_LITERAL})"
         listed = "[" + ", ".join(ch_literal(p) for p in paths) + "]"
-        return f"(SELECT {COLUMNS} FROM {source} WHERE _path IN {listed})"
+        return f"(SELECT {columns} FROM {source} WHERE _path IN {listed})"
 
     def _create_views(self, urls: list[str]) -> None:
-        source = self._file_source(urls)
         cutoff = self._cutoff_us if self._cutoff_us is not None else -(2**62)
+        # Only files holding an event older than the window: a cold part the window covers is not scanned.
+        source = self._file_source([u for u in urls if self._oldest_us.get(u, cutoff - 1) < cutoff])
         self._q(
             f"CREATE OR REPLACE VIEW {self._db}.cold AS SELECT {COLUMNS} FROM {source} "
             f"WHERE toUnixTimestamp64Micro(ts) < {int(cutoff)}"
@@ -239,9 +241,15 @@ class ClickHouseEngine:
             urls = sorted(files)
             unseen = [u for u in urls if u not in self._scanned]  # files are immutable: read each one's ts once
             if unseen:
-                newest = self._q(f"SELECT max(toUnixTimestamp64Micro(ts)) FROM {self._file_source(unseen)}")
-                if newest and newest[0][0] is not None:
-                    self._newest_us = max(self._newest_us or int(newest[0][0]), int(newest[0][0]))
+                spans = self._q(
+                    "SELECT _path, min(toUnixTimestamp64Micro(ts)), max(toUnixTimestamp64Micro(ts)) "
+                    f"FROM {self._file_source(unseen, f'_path, {COLUMNS}')} GROUP BY _path"
+                )
+                by_path = {u.removeprefix("file://").removeprefix("s3://"): u for u in unseen}
+                for path, oldest, newest in spans:
+                    if path in by_path and oldest is not None:
+                        self._oldest_us[by_path[path]] = int(oldest)
+                        self._newest_us = max(self._newest_us or int(newest), int(newest))
                 self._scanned |= set(unseen)
             newest_us = self._newest_us if urls else None
             cutoff = None if newest_us is None else newest_us - int(self._hot / timedelta(microseconds=1))

@@ -95,27 +95,34 @@ def test_generate_to_ndjson_then_ingest(tmp_path: Path) -> None:
     assert ingest.exit_code == 0 and json.loads(ingest.stdout)["accepted"] == 25
 
 
-def test_run_json_percentiles_recompute_from_raw_samples(tmp_path: Path) -> None:
-    args = ["run", "--count", "60", "--avg-size-kb", "2", "--samples", "40", "--missing-samples", "15"]
-    args += ["--warmup", "3", "--lake", str(tmp_path / "lake"), "--results-dir", str(tmp_path / "results"), "--json"]
+def test_run_on_the_lake_as_it_is_reuses_its_dataset_and_stores_what_it_printed(tmp_path: Path) -> None:
+    args = ["run", "--count", "60", "--avg-size-kb", "2", "--samples", "10", "--repeat", "3", "--warmup", "3"]
+    args += ["--profiles", "direct", "--options", "lake-sql,lake-indexed"]
+    args += ["--workloads", "lookup-zipf,lookup-uniform,lookup-latest,lookup-missing"]
+    args += ["--lake", str(tmp_path / "lake"), "--results-dir", str(tmp_path / "results"), "--json"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert {"environment", "dataset", "benchmarks", "decision"} <= document.keys()
-    assert [b["name"] for b in document["benchmarks"]] == ["lookup-zipf", "lookup-uniform", "lookup-missing"]
+    assert {"environment", "dataset", "benchmarks", "decision", "decisions", "options"} <= document.keys()
+    names = ["lookup-zipf", "lookup-uniform", "lookup-latest", "lookup-missing"]
+    assert [b["name"] for b in document["benchmarks"]] == names * 2
     for bench in document["benchmarks"]:
         samples = bench["samples_ms"]
-        assert len(samples) == (15 if bench["name"] == "lookup-missing" else 40)
+        assert len(samples) == 30 and bench["profile"] == "direct"
         p50, p95, p99 = np.percentile(samples, [50, 95, 99])
         assert (bench["p50_ms"], bench["p95_ms"], bench["p99_ms"]) == (p50, p95, p99)
         assert bench["max_ms"] == max(samples)
         assert bench["errors"] == 0 and bench["threshold_ms"] == 500
         assert bench["passed"] == (bench[f"{bench['judged_by']}_ms"] < 500)
-    assert document["decision"]["option"] in (1, 2, 3) and document["decision"]["reason"]
+        assert bench["requests_per_query"] is None  # a local folder: no endpoint counts its reads
+    for option in document["options"]:
+        assert "page cache" in option["cold"] and option["first_answer_s"] > option["open_s"] > 0
+    assert document["decisions"]["direct"]["name"] in ("lake-sql", "lake-indexed")
     assert document["dataset"]["events"] == 60 and document["dataset"]["reused"] is False
 
     files = list((tmp_path / "results").glob("*/*.json"))
     assert len(files) == 1 and load_result(files[0]).model_dump(by_alias=True, mode="json") == document
+    assert files[0].with_suffix(".html").is_file() and files[0].with_suffix(".md").is_file()
 
     again = runner.invoke(app, args)  # the second run reuses the dataset and writes a second file
     assert again.exit_code == 0 and json.loads(again.stdout)["dataset"]["reused"] is True

@@ -177,8 +177,20 @@ def test_ingest_and_generate_twice_leave_the_table_unchanged(tmp_path: Path) -> 
 
 
 def run_json(tmp_path: Path, count: int, lake: Path) -> dict[str, object]:
-    args = ["run", "--count", str(count), "--avg-size-kb", "1", "--samples", "5", "--missing-samples", "3"]
-    args += ["--warmup", "1", "--lake", str(lake), "--results-dir", str(tmp_path / "results"), "--json"]
+    args = ["run", "--count", str(count), "--avg-size-kb", "1", "--samples", "3", "--repeat", "1", "--warmup", "1"]
+    args += [
+        "--profiles",
+        "direct",
+        "--options",
+        "lake-sql",
+        "--workloads",
+        "lookup-zipf",
+        "--lake",
+        str(lake),
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--json",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     document: dict[str, object] = json.loads(result.stdout)
@@ -208,7 +220,8 @@ def test_run_with_an_explicit_catalog_refuses_a_lake_holding_other_data(tmp_path
     settings = Settings(lake=str(tmp_path / "lake"), catalog=catalog)
     with Lake(settings) as lake:
         LakeWriter(lake).write(generate(GeneratorSpec(count=20, avg_size_kb=1, seed=1)))
-    args = ["run", "--count", "30", "--avg-size-kb", "1", "--lake", str(tmp_path / "lake"), "--catalog", catalog]
+    args = ["run", "--count", "30", "--avg-size-kb", "1", "--profiles", "direct"]
+    args += ["--lake", str(tmp_path / "lake"), "--catalog", catalog]
     result = runner.invoke(app, [*args, "--results-dir", str(tmp_path / "r")])
     assert result.exit_code != 0
     assert "holds other events than the dataset" in str(result.exception)
