@@ -1117,7 +1117,7 @@ def compare(
                 "—" if r.p_value is None else f"{r.p_value:.3g}",
                 r.change,
             )
-        out.print(table)
+        _print_wide(table)
     if any(r.change in ("slower", "wrong answers") for r in rows):
         raise typer.Exit(1)
 

@@ -34,6 +34,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, Path, str]
     args = ["run", "--count", "40", "--avg-size-kb", "1", "--samples", "4", "--search-samples", "1"]
     args += ["--repeat", "3", "--warmup", "2", "--options", ",".join(OPTIONS), "--profiles", "local,r2"]
     args += ["--lookup-threshold-ms", str(LOOKUP_THRESHOLD_MS), "--results-dir", str(folder / "results")]
+    args += ["--loops", "2", "--open-rate", "50"]
     result = runner.invoke(app, [*args, "--lake", str(folder / "lake")])
     assert result.exit_code == 0, result.output
     files = sorted((folder / "results").glob("*/*.json"))
@@ -172,3 +173,20 @@ def test_the_html_report_is_self_contained_and_its_charts_draw_in_chromium(
     for rgb in ((0x1F, 0x77, 0xB4), (0xD6, 0x27, 0x28)):
         drawn = (abs(pixels - rgb).max(axis=2) <= 8).sum()
         assert drawn > 200, f"colour {rgb} covers {drawn} pixels: the chart did not draw"
+
+
+def test_every_option_also_ran_its_lookups_in_a_closed_and_an_open_loop(run: tuple[RunResult, Path, str]) -> None:
+    result, _, printed = run
+    zipf = 4 * 3  # samples x repetitions of lookup-zipf: the loops ask exactly those
+    for o in result.options:
+        assert [(loop["mode"], loop["concurrency"]) for loop in o.loops] == [("closed", 2), ("open", 2)], o.option
+        for loop in o.loops:
+            assert loop["calls"] == len(loop["samples_us"]) == zipf and loop["errors"] == 0
+            assert loop["wrong_answers"] == 0
+            assert loop["p50_ms"] == pytest.approx(statistics_of([us / 1000 for us in loop["samples_us"]])["p50"])
+        open_loop = o.loops[1]
+        assert open_loop["rate_per_s"] == 50
+        if o.profile == "r2" and o.option == "lake-sql":  # at 50/s a 150 ms-a-call engine falls behind
+            assert open_loop["p50_ms"] > o.loops[0]["p50_ms"]
+            assert open_loop["traffic"]["requests"]
+    assert "open loop at 50/s, 2 callers" in printed

@@ -6,23 +6,50 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lakebench.benchmark.results import SCHEMA, Dataset, Decision, RunResult, environment, summarise, write_result
-from lakebench.decide.thresholds import decide
-
-
-@pytest.mark.parametrize(
-    ("lookup_ms", "option"), [(0.5, 1), (499.9, 1), (500.0, 2), (1999.0, 2), (2000.0, 2), (2000.1, 3)]
+from lakebench.benchmark.job import decide_profile
+from lakebench.benchmark.results import (
+    SCHEMA,
+    Dataset,
+    Decision,
+    OptionResult,
+    RunResult,
+    environment,
+    summarise,
+    write_result,
 )
-def test_seed_framework_boundaries(lookup_ms: float, option: int) -> None:
-    decision = decide(lookup_ms, lookup_label="lookup p95")
-    assert decision.option == option
-    assert f"lookup p95 = {lookup_ms:.1f} ms" in decision.reason
 
 
-def test_slow_search_forces_option_3_even_with_fast_lookups() -> None:
-    decision = decide(3.0, lookup_label="lookup p95", search_ms=6000.0, search_label="search p95")
-    assert decision.option == 3 and "search p95 = 6000.0 ms" in decision.reason
-    assert decide(3.0, lookup_label="l", search_ms=4000.0, search_label="s").option == 1
+def option(name: str, usd: float | None, passed: bool, profile: str = "r2", failure: str | None = None) -> OptionResult:
+    return OptionResult(
+        profile=profile,
+        option=name,
+        description=name,
+        cost_option=1,
+        first_answer_s=1.0,
+        open_s=0.5,
+        first_query=["lookup", "ns", "id"],
+        cold="",
+        passed=passed,
+        verdict=f"{name} verdict",
+        failure=failure,
+        monthly_usd=usd,
+    )
+
+
+def test_the_decision_is_the_cheapest_option_that_meets_every_threshold() -> None:
+    results = [option("a", 100.0, True), option("b", 20.0, True), option("c", 5.0, False)]
+    decision = decide_profile("r2", results)
+    assert decision.name == "b" and decision.judged["passing"] == ["b", "a"]
+    assert "b meets every threshold (b verdict)" in decision.reason and "$20.00 a month" in decision.reason
+    assert "also meeting them: a $100.00" in decision.reason and "not meeting them: c" in decision.reason
+
+
+def test_when_no_option_meets_the_thresholds_the_decision_says_so_and_why_each_missed() -> None:
+    results = [option("a", 100.0, False), option("b", None, False, failure="b failed: boom")]
+    decision = decide_profile("r2", results)
+    assert (decision.option, decision.name) == (0, "none")
+    assert "no option meets every threshold" in decision.reason and "b: b verdict" in decision.reason
+    assert decision.judged["closest"] == "a"
 
 
 def test_summary_uses_numpy_percentiles_and_the_judged_statistic() -> None:
