@@ -553,6 +553,9 @@ def run(
     ] = "p95",
     lookup_threshold: Annotated[float, typer.Option("--lookup-threshold-ms", min=0.0)] = 500.0,
     search_threshold: Annotated[float, typer.Option("--search-threshold-ms", min=0.0)] = 5000.0,
+    through: Annotated[
+        str, typer.Option("--through", help="engine: call each option in process; http: through the db service.")
+    ] = "engine",
     loops: Annotated[
         str | None, typer.Option("--loops", help="Concurrency levels of closed (and open) loops, e.g. 1,2,4.")
     ] = None,
@@ -593,6 +596,7 @@ def run(
         prices=prices,
         lookups_per_day=lookups_per_day,
         events_per_day=events_per_day,
+        transport=through,
         loop_levels=_levels(loops),
         open_rate=open_rate,
     )

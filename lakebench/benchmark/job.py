@@ -99,6 +99,7 @@ class RunOptions:
     prices: Path | None = None
     lookups_per_day: float = 100_000
     events_per_day: float = 10_000
+    transport: str = "engine"  # engine: the option in the worker process; http: through the db service
     loop_levels: tuple[int, ...] = ()  # concurrency levels of the closed (and open) loops; () for none
     open_rate: float | None = None  # calls/s of the open loop
 
@@ -333,6 +334,8 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
     for name in profiles:
         if name != DIRECT and name not in PROFILES:
             raise ConfigError(f"unknown profile {name!r}; choose from {DIRECT}, {', '.join(PROFILES)}")
+    if options.transport not in ("engine", "http"):
+        raise ConfigError(f"--through must be engine or http, got {options.transport!r}")
     if options.repeat < 1 or options.samples < 1:
         raise ConfigError("--samples and --repeat must be at least 1")
     prices = load_prices(options.prices)
@@ -367,7 +370,8 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
         oracle = _oracle(oracle_lake, [first, *(q for w in workloads for q in w.queries)])
         progress.done()
         timings["oracle"] = time.perf_counter() - began
-        task = {
+        task: dict[str, Any] = {
+            "transport": options.transport,
             "first": first.to_list(),
             "warmup": [q.to_list() for q in warmup],
             "repeat": options.repeat,
@@ -648,6 +652,12 @@ def decide_profile(profile: str, results: list[OptionResult]) -> Decision:
 def _method(options: RunOptions, workloads: list[Workload], prices: PriceTable, inputs: CostInputs) -> dict[str, Any]:
     return {
         "timer": "time.perf_counter_ns around one call, in a worker process per option and profile",
+        "transport": options.transport
+        + (
+            ": each option is the db service (lakebench serve) with its engine and cache, over HTTP"
+            if options.transport == "http"
+            else ": each option's engine (and cache) in the worker process"
+        ),
         "samples_per_repetition": options.samples,
         "search_samples_per_repetition": options.search_samples,
         "repetitions": options.repeat,

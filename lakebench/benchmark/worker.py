@@ -4,7 +4,8 @@ Every option starts the same way: a fresh interpreter, empty local caches, nothi
 option in memory. The process reads its task (one JSON line) on stdin, then:
 
 1. asks the task's first query and notes the **time to first answer** from the process's start
-   (interpreter, imports, opening the engine, catalog and index loading, the query);
+   (interpreter, imports, opening the engine, catalog and index loading, the query) — with
+   ``transport: http``, the option is the db service started by this process and asked over HTTP;
 2. runs the warm-up queries (not recorded);
 3. for each repetition and workload, tells the parent ``mark <workload> <rep>`` on stderr and waits
    for its ``ok`` on stdin — the parent reads the object store's request counters at each mark — then
@@ -37,7 +38,7 @@ def _barrier(label: str, stdin: TextIO) -> None:
 
 
 def run(task: dict[str, Any], stdin: TextIO) -> dict[str, Any]:
-    from lakebench.benchmark.options import OptionRunner, option_spec
+    from lakebench.benchmark.options import HttpRunner, OptionRunner, option_spec
     from lakebench.benchmark.queries import Query
     from lakebench.core.config import S3Settings, Settings
     from lakebench.lake.catalog import Lake
@@ -47,7 +48,9 @@ def run(task: dict[str, Any], stdin: TextIO) -> dict[str, Any]:
     first = Query.from_list(task["first"])
     lake = Lake(settings)
     opened = time.perf_counter()
-    runner = OptionRunner(option_spec(task["option"]), lake)
+    spec = option_spec(task["option"])
+    # End to end (http): the db service with this option, asked over HTTP; else the option in process.
+    runner = HttpRunner(spec, settings) if task.get("transport") == "http" else OptionRunner(spec, lake)
     open_s = time.perf_counter() - opened
     try:
         raw, _ = runner.ask(first)

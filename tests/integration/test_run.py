@@ -18,6 +18,7 @@ from scipy.stats import mannwhitneyu
 from typer.testing import CliRunner
 
 from lakebench.benchmark.job import rejudge
+from lakebench.benchmark.queries import ALL_WORKLOADS
 from lakebench.benchmark.results import RunResult, load_result, statistics_of
 from lakebench.cli import app
 from lakebench.core.errors import ConfigError
@@ -190,3 +191,26 @@ def test_every_option_also_ran_its_lookups_in_a_closed_and_an_open_loop(run: tup
             assert open_loop["p50_ms"] > o.loops[0]["p50_ms"]
             assert open_loop["traffic"]["requests"]
     assert "open loop at 50/s, 2 callers" in printed
+
+
+def test_options_measured_end_to_end_through_the_db_service_answer_every_workload_right(tmp_path: Path) -> None:
+    args = ["run", "--count", "30", "--avg-size-kb", "1", "--samples", "3", "--search-samples", "1", "--repeat", "3"]
+    args += ["--warmup", "2", "--options", "lake-sql+cache,lake-indexed", "--profiles", "local", "--workloads", "all"]
+    args += [
+        "--through",
+        "http",
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--lake",
+        str(tmp_path / "lake"),
+        "--json",
+    ]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    result = RunResult.model_validate(json.loads(out.stdout))
+    assert result.method["transport"].startswith("http")
+    assert {b.name for b in result.benchmarks} == set(ALL_WORKLOADS)
+    assert all(b.errors == 0 for b in result.benchmarks), [(b.name, b.error_examples) for b in result.benchmarks]
+    cached = next(b for b in result.benchmarks if (b.engine, b.name) == ("lake-sql+cache", "lookup-zipf"))
+    assert cached.cache_hits is not None and any(cached.cache_hits)  # the service's X-Cache said so
+    assert all(o.first_answer_s is not None and o.first_answer_s > 0 for o in result.options)

@@ -111,6 +111,24 @@ def test_option_3_answers_from_clickhouse(prices: Path) -> None:
     assert got["ClickHouse storage (hot window + backup)"] == 0.024
 
 
+def test_option_4_reads_the_indexed_lake_without_r2_sql(prices: Path) -> None:
+    got = lines(4, prices)
+    assert "R2 SQL (scanned)" not in got  # a Worker reads the index and the row group itself
+    assert got["R2 Class B (reads)"] == 0.0  # 10,000 x 2 x 30 = 600,000 reads, under the 1M free
+    assert got["R2 Data Catalog (operations)"] == 0.06  # commits only: no catalog call per query
+    assert round(sum(got.values()), 6) == round(0.06 + 0.3 + 5.0 + 0.09, 6)
+    big = lines(4, prices, WORKLOAD.scaled(10))  # 6M reads: 5M over the free million x $0.5
+    assert big["R2 Class B (reads)"] == 2.5
+
+
+def test_option_5_is_option_4_behind_the_cache(prices: Path) -> None:
+    got = lines(5, prices, WORKLOAD.scaled(10))
+    assert got["R2 Class B (reads)"] == 0.0  # 10% of 6M reads reach the lake: 600,000, under the free million
+    assert got["cache (Redis)"] == 10.0 and "R2 SQL (scanned)" not in got
+    with pytest.raises(ConfigError, match="option must be one of 1, 2, 3, 4, 5"):
+        lines(6, prices)
+
+
 def test_scaling_multiplies_volume_and_free_tiers_stop_covering(prices: Path) -> None:
     big = WORKLOAD.scaled(100)
     got = lines(1, prices, big)
