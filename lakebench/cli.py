@@ -532,6 +532,12 @@ def run(
     count: Annotated[int, typer.Option("--count", min=1, help="Events in the generated dataset.")] = 300,
     avg_size_kb: Annotated[float, typer.Option("--avg-size-kb", min=0.0)] = 225.0,
     seed: Annotated[int, typer.Option("--seed")] = 42,
+    dataset: Annotated[
+        Path | None, typer.Option("--dataset", help="Benchmark this file (any importer's format) instead.")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="--dataset's format: ndjson | wikiticker | gharchive | tantivy-wiki | …")
+    ] = "ndjson",
     options: Annotated[
         str, typer.Option("--options", help="Architecture options to compare (comma-separated, or all).")
     ] = "lake-sql,lake-sql+cache,clickhouse,lake-indexed",
@@ -573,7 +579,7 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """The main job: every option measured like for like under each network profile, judged, priced, reported."""
-    from lakebench.benchmark.job import DIRECT, RunOptions, run_job
+    from lakebench.benchmark.job import DIRECT, FileDataset, RunOptions, run_job
     from lakebench.benchmark.options import OPTIONS
     from lakebench.benchmark.queries import ALL_WORKLOADS
     from lakebench.generate.synthetic import GeneratorSpec
@@ -582,6 +588,7 @@ def run(
 
     chosen = RunOptions(
         spec=GeneratorSpec(count=count, avg_size_kb=avg_size_kb, seed=seed),
+        dataset=FileDataset(dataset, fmt) if dataset is not None else None,
         options=_names(options, "--options", list(OPTIONS), "all"),
         profiles=_names(profiles, "--profiles", [DIRECT, *PROFILES]) if profiles is not None else None,
         workloads=_names(workloads, "--workloads", ALL_WORKLOADS, "all"),

@@ -82,8 +82,28 @@ DIRECT: Final = "direct"  # the configured lake as it is: no emulation
 
 
 @dataclass(frozen=True, slots=True)
+class FileDataset:
+    """A file any importer reads (``--dataset FILE --format F``), benchmarked instead of generated data."""
+
+    path: Path
+    fmt: str = "ndjson"
+
+    @property
+    def dataset_id(self) -> str:
+        import hashlib
+
+        try:
+            with self.path.open("rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()[:16]
+        except OSError as exc:
+            raise ConfigError(f"--dataset {self.path}: {exc.strerror or exc}") from None
+        return f"file:{self.fmt}:{self.path.name}:sha256={digest}"
+
+
+@dataclass(frozen=True, slots=True)
 class RunOptions:
     spec: GeneratorSpec = field(default_factory=lambda: GeneratorSpec(count=300))
+    dataset: FileDataset | None = None  # a file to benchmark instead of the generated dataset
     options: tuple[str, ...] = DEFAULT_OPTIONS
     profiles: tuple[str, ...] | None = None  # None: local and r2 for a local lake, direct for a bucket
     workloads: tuple[str, ...] = DEFAULT_WORKLOADS
@@ -104,7 +124,10 @@ class RunOptions:
     open_rate: float | None = None  # calls/s of the open loop
 
 
-def holds_exactly(lake: Lake, spec: GeneratorSpec) -> bool:
+Source = GeneratorSpec | FileDataset
+
+
+def holds_exactly(lake: Lake, spec: Source) -> bool:
     """Whether the table holds this dataset and nothing else: every commit that added events in the
     current snapshot's lineage wrote this dataset, and the table counts exactly its events."""
     from pyiceberg.table.snapshots import Operation, ancestors_of
@@ -119,11 +142,11 @@ def holds_exactly(lake: Lake, spec: GeneratorSpec) -> bool:
     return (
         bool(appends)
         and all(s.summary is not None and s.summary.get("lakebench.dataset") == spec.dataset_id for s in appends)
-        and int(current.summary.get("total-records") or 0) == spec.count
+        and (isinstance(spec, FileDataset) or int(current.summary.get("total-records") or 0) == spec.count)
     )
 
 
-def dataset_lake(lake: Lake, spec: GeneratorSpec) -> tuple[Lake, str | None]:
+def dataset_lake(lake: Lake, spec: Source) -> tuple[Lake, str | None]:
     """The lake ``run`` benchmarks: the given one when it is empty or holds exactly this dataset;
     otherwise a lake of the dataset's own, ``<lake>/datasets/<dataset>``. (lake, why it moved)."""
     table = lake.table()
@@ -140,8 +163,8 @@ def dataset_lake(lake: Lake, spec: GeneratorSpec) -> tuple[Lake, str | None]:
     return own, f"{lake.url} holds other events than this dataset, so it lives in a lake of its own: {own.url}"
 
 
-def ensure_dataset(lake: Lake, spec: GeneratorSpec, progress: Progress) -> tuple[bool, int | None, float | None]:
-    """Write the generated dataset unless the lake holds it already; (reused, raw bytes, write seconds)."""
+def ensure_dataset(lake: Lake, spec: Source, progress: Progress) -> tuple[bool, int | None, float | None]:
+    """Write the dataset unless the lake holds it already; (reused, raw bytes, write seconds)."""
     if holds_exactly(lake, spec):
         table = lake.table()
         for snapshot in table.snapshots():
@@ -149,6 +172,18 @@ def ensure_dataset(lake: Lake, spec: GeneratorSpec, progress: Progress) -> tuple
             if summary is not None and summary.get("lakebench.dataset") == spec.dataset_id:
                 raw = summary.get("lakebench.raw-bytes")
                 return True, int(raw) if raw else None, None
+    if isinstance(spec, FileDataset):
+        from lakebench.pipeline.batch import ingest_file
+
+        progress.start(f"importing {spec.path} ({spec.fmt}) into {lake.url}", None)
+        report = ingest_file(
+            lake, spec.path, spec.fmt, progress=progress.advance, summary={"lakebench.dataset": spec.dataset_id}
+        )
+        progress.done()
+        if report.input_error or report.write is None or not report.write.events:
+            why = report.input_error or f"no record of it is a valid event ({len(report.rejected)} rejected)"
+            raise ConfigError(f"--dataset {spec.path} ({spec.fmt}): {why}; `lakebench ingest` lists each problem")
+        return False, report.write.raw_bytes, report.write.seconds
     progress.start(f"generating {spec.count:,} events of ~{spec.avg_size_kb:g} KB into {lake.url}", spec.count)
     result = LakeWriter(lake).write(
         generate(spec), summary={"lakebench.dataset": spec.dataset_id}, progress=progress.advance
@@ -158,7 +193,7 @@ def ensure_dataset(lake: Lake, spec: GeneratorSpec, progress: Progress) -> tuple
 
 
 def describe_dataset(
-    lake: Lake, spec: GeneratorSpec, keys: KeySpace, reused: bool, raw: int | None, secs: float | None
+    lake: Lake, spec: Source, keys: KeySpace, reused: bool, raw: int | None, secs: float | None
 ) -> Dataset:
     snapshot = lake.table().current_snapshot()
     summary = snapshot.summary if snapshot is not None else None
@@ -285,12 +320,13 @@ def _targets(
     """The lake the oracle reads, one target per profile, the profiles' definitions, a note, and how
     the dataset got there."""
     emulated = [p for p in profiles if p != DIRECT]
+    source: Source = options.dataset or options.spec
     definitions: dict[str, Any] = {}
     targets: list[Target] = []
     note: str | None = None
     if DIRECT in profiles:
-        lake, note = dataset_lake(stack.enter_context(Lake(settings)), options.spec)
-        written = ensure_dataset(lake, options.spec, progress)
+        lake, note = dataset_lake(stack.enter_context(Lake(settings)), source)
+        written = ensure_dataset(lake, source, progress)
         folder = lake.url.removeprefix("file://") if lake.url.startswith("file://") else None
         cold = drop_page_cache(Path(folder)) if folder else "a bucket: nothing of it is in this machine's page cache"
         definitions[DIRECT] = {"lake": lake.url, "source": "the configured lake, no emulation"}
@@ -305,11 +341,11 @@ def _targets(
         staged = Settings(lake=f"s3://{bucket}/lake", catalog=f"sqlite:///{work / 'catalog.db'}", s3=server.s3())
         staged_lake = stack.enter_context(Lake(staged))
         if DIRECT not in profiles:
-            written = ensure_dataset(staged_lake, options.spec, progress)
+            written = ensure_dataset(staged_lake, source, progress)
             oracle_lake = staged_lake
             note = "the dataset was written into an S3-protocol server on loopback (moto), read through each profile"
         else:  # the same dataset, once more, where the profiles can shape its reads
-            ensure_dataset(staged_lake, options.spec, progress)
+            ensure_dataset(staged_lake, source, progress)
         for seed, name in enumerate(emulated):
             endpoint = stack.enter_context(profiled(server.url, PROFILES[name], seed=11 + seed))
             profile = PROFILES[name]
@@ -397,7 +433,7 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
         benchmarks: list[Benchmark] = []
         results: list[OptionResult] = []
         decisions: dict[str, Decision] = {}
-        inputs = _cost_inputs(oracle_lake, options)
+        inputs = _cost_inputs(oracle_lake, options, written[1])
         # ClickHouse's users size its hot window to what they ask: here, the whole dataset.
         hot_days = os.environ.get("LAKEBENCH_CLICKHOUSE_HOT_DAYS") or f"{keys.span_days + 1:.3f}"
         for target in targets:
@@ -420,7 +456,7 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
                 target.profile, [r for r in results if r.profile == target.profile]
             )
         primary = "r2" if "r2" in decisions else profiles[0]
-        dataset = describe_dataset(oracle_lake, options.spec, keys, *written)
+        dataset = describe_dataset(oracle_lake, options.dataset or options.spec, keys, *written)
         lake_url, lake_catalog = oracle_lake.url, redact_url(oracle_lake.settings.catalog_url)
     result = RunResult(
         schema=SCHEMA,
@@ -514,12 +550,13 @@ def _spread(values: list[float]) -> float:
     return max(abs(v - middle) for v in values) / middle if middle > 0 else 0.0
 
 
-def _cost_inputs(lake: Lake, options: RunOptions) -> CostInputs:
+def _cost_inputs(lake: Lake, options: RunOptions, raw_bytes: int | None) -> CostInputs:
+    """The platform's volume as given (events and lookups a day), the sizes of this dataset's events."""
     snapshot = lake.table().current_snapshot()
     summary = snapshot.summary if snapshot is not None and snapshot.summary is not None else None
     events = int(summary.get("total-records") or 0) if summary else 0
     parquet = int(summary.get("total-files-size") or 0) if summary else 0
-    raw = options.spec.avg_size_kb * 1000
+    raw = raw_bytes / events if raw_bytes and events else options.spec.avg_size_kb * 1000
     per_event = parquet / events if events else raw / 3
     return CostInputs(
         events_per_day=options.events_per_day,

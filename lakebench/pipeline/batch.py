@@ -89,12 +89,13 @@ def ingest_file(
     limits: Limits = Limits(),
     writer: LakeWriter | None = None,
     progress: Callable[[int], None] | None = None,
+    summary: dict[str, str] | None = None,
 ) -> IngestReport:
     _check_readable(path)
     report = IngestReport(source=str(path), format=fmt)
     events = _Validated(read_records(path, fmt), limits, report)
     report.write = (writer or LakeWriter(lake)).write(
-        events, summary={"lakebench.source": f"{fmt}:{Path(str(path)).name}"}, progress=progress
+        events, summary={"lakebench.source": f"{fmt}:{Path(str(path)).name}", **(summary or {})}, progress=progress
     )
     return report
 

@@ -214,3 +214,20 @@ def test_options_measured_end_to_end_through_the_db_service_answer_every_workloa
     cached = next(b for b in result.benchmarks if (b.engine, b.name) == ("lake-sql+cache", "lookup-zipf"))
     assert cached.cache_hits is not None and any(cached.cache_hits)  # the service's X-Cache said so
     assert all(o.first_answer_s is not None and o.first_answer_s > 0 for o in result.options)
+
+
+def test_a_file_any_importer_reads_is_benchmarked_instead_of_generated_data(shared_data: Path, tmp_path: Path) -> None:
+    articles = shared_data / "wikipedia" / "enwiki-articles.sample1000.tantivy-wiki.json"
+    args = ["run", "--dataset", str(articles), "--format", "tantivy-wiki", "--samples", "3", "--search-samples", "1"]
+    args += ["--repeat", "3", "--warmup", "1", "--options", "lake-sql,lake-indexed", "--profiles", "local"]
+    args += ["--workloads", "all", "--results-dir", str(tmp_path / "results"), "--lake", str(tmp_path / "l"), "--json"]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    result = RunResult.model_validate(json.loads(out.stdout))
+    assert result.dataset.source.startswith("file:tantivy-wiki:enwiki-articles.sample1000.tantivy-wiki.json:sha256=")
+    assert result.dataset.events == 1000 and all(b.errors == 0 for b in result.benchmarks)
+    assert result.method["cost_inputs"]["raw_bytes_per_event"] == result.dataset.raw_bytes / 1000
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text("not json\n")
+    failed = runner.invoke(app, ["run", "--dataset", str(bad), "--profiles", "local", "--lake", str(tmp_path / "m")])
+    assert isinstance(failed.exception, ConfigError) and "bad.ndjson (ndjson): no record of it" in str(failed.exception)
