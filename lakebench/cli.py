@@ -688,16 +688,21 @@ def _print_run(result: Any) -> None:
                 gets,
                 every,
                 f"{ratios[0]:.0%}" if ratios else "-",
-                f"{o.monthly_usd:,.2f}" if o.monthly_usd is not None else "-",
+                (f"{o.monthly_usd:,.2f}" + ("*" if o.priced_from.startswith("the cost model's") else ""))
+                if o.monthly_usd is not None
+                else "-",
                 "[green]pass[/]" if o.passed else "[red]FAIL[/]",
             )
         _print_wide(table)
+        for o in (o for o in result.options if o.profile == profile and o.failure):
+            err.print(f"{o.option} failed: {o.failure}", markup=False)
         decision = result.decisions[profile]
         out.print(f"[bold]decision on {profile}: {decision.name}[/]")
         out.print(f"because {decision.reason}", markup=False)
     out.print(
         "~ noisy (a repetition's p50 or p95 more than 10 % from their median); GET/q and req/q: object-store GETs "
-        "and all requests per lookup; hits: the cache's hit ratio on Zipf lookups",
+        "and all requests per lookup; hits: the cache's hit ratio on Zipf lookups; * priced from the cost model's "
+        "defaults (requests not counted on a lake read directly)",
         markup=False,
     )
     primary = result.decision.judged.get("profile")

@@ -40,6 +40,7 @@ import numpy as np
 from ulid import ULID
 
 from lakebench.benchmark.options import DEFAULT_OPTIONS, OPTIONS, OptionSpec, option_spec
+from lakebench.benchmark.oracle import Oracle
 from lakebench.benchmark.queries import (
     DEFAULT_WORKLOADS,
     Query,
@@ -298,13 +299,20 @@ def measure_option(
                     log.append(line.rstrip())
             code = proc.wait()
             reader.join()
-        except BaseException:
-            proc.kill()  # interrupted: no worker outlives the run
+        except BaseException:  # interrupted: no worker outlives the run, and its own children go with it
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
             raise
     if code != 0 or not stdout or not stdout[0].strip():
         why = next((line for line in reversed(log) if line.strip()), f"exit code {code}")
         return Measurement(None, traffic, f"{option.name} failed under {target.profile}: {why}")
-    return Measurement(json.loads(stdout[0]), traffic)
+    try:
+        return Measurement(json.loads(stdout[0]), traffic)
+    except ValueError:
+        return Measurement(None, traffic, f"{option.name} failed under {target.profile}: its report was not JSON")
 
 
 def _delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -358,6 +366,16 @@ def _targets(
     yield oracle_lake, targets, definitions, note, written
 
 
+def hot_window(days: str) -> float:
+    try:
+        value = float(days)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"LAKEBENCH_CLICKHOUSE_HOT_DAYS must be a number of days above 0, got {days!r}")
+    return value
+
+
 def default_profiles(settings: Settings) -> tuple[str, ...]:
     return ("local", "r2") if settings.lake_url.startswith("file://") else (DIRECT,)
 
@@ -398,12 +416,18 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
         total = options.samples * options.repeat
         searches = options.search_samples * options.repeat
         workloads = build_workloads(options.workloads, keys, keys.latest, terms, total, rng, searches)
-        first = Query("lookup", keys.keys[0])
-        warmup = [Query("lookup", k) for k in keys.uniform(options.warmup, rng)] + [w.queries[0] for w in workloads]
+        if not workloads:
+            raise ConfigError("none of the workloads asked for can run on this lake (it holds no text to search)")
+        # The first answer and the warm-up are drawn apart from the timed queries: no timed lookup is
+        # a cache hit because the warm-up asked it. Other workloads repeat one query (a search's term):
+        # their warm-up is that query, so what is timed is hot.
+        first = Query("lookup", keys.uniform(1, rng)[0])
+        warmup = [Query("lookup", k) for k in keys.uniform(options.warmup, rng)]
+        warmup += [w.queries[0] for w in workloads if w.queries[0].kind != "lookup"]
         timings["dataset and workload"] = time.perf_counter() - began
         began = time.perf_counter()
-        progress.start("oracle: every distinct query answered in full by lake-sql", None)
-        oracle = _oracle(oracle_lake, [first, *(q for w in workloads for q in w.queries)])
+        progress.start("oracle: every distinct query's right answer", None)
+        oracle, oracle_source = _oracle(oracle_lake, [first, *(q for w in workloads for q in w.queries)], keys.events)
         progress.done()
         timings["oracle"] = time.perf_counter() - began
         task: dict[str, Any] = {
@@ -436,18 +460,23 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
         inputs = _cost_inputs(oracle_lake, options, written[1])
         # ClickHouse's users size its hot window to what they ask: here, the whole dataset.
         hot_days = os.environ.get("LAKEBENCH_CLICKHOUSE_HOT_DAYS") or f"{keys.span_days + 1:.3f}"
+        hot_window(hot_days)  # a bad value fails now, not after every option was measured
         for target in targets:
             for spec in chosen:
                 progress.start(f"{target.profile} · {spec.name}", per_option)
                 env = {"LAKEBENCH_CLICKHOUSE_HOT_DAYS": hot_days}
                 began = time.perf_counter()
+                if target.endpoint is not None:
+                    target.endpoint.reseed()  # every option meets the same sequence of latency draws
                 measured = measure_option(target, spec, task, cache_root / target.profile / spec.name, progress, env)
                 progress.done()
                 wall_s = timings[f"{target.profile} {spec.name}"] = time.perf_counter() - began
                 marks = _benchmarks(target, spec, workloads, measured, oracle, options)
                 benchmarks += marks
                 results.append(
-                    _option_result(target, spec, first, measured, marks, options, prices, inputs, oracle, wall_s)
+                    _option_result(
+                        target, spec, first, measured, marks, options, prices, inputs, oracle, wall_s, float(hot_days)
+                    )
                 )
                 if measured.output is not None:
                     loops = measured.output.get("loops", [])
@@ -467,7 +496,7 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
         environment=environment(),
         dataset=dataset,
         method=_method(options, workloads, prices, inputs)
-        | {"clickhouse_hot_window_days": float(hot_days), "step_seconds": timings},
+        | {"clickhouse_hot_window_days": float(hot_days), "step_seconds": timings, "oracle": oracle_source},
         benchmarks=benchmarks,
         decision=decisions[primary],
         profiles=definitions,
@@ -477,13 +506,44 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
     return result, write_result(result, options.results_dir)
 
 
-def _oracle(lake: Lake, queries: list[Query]) -> dict[str, Any]:
-    engine = open_engine("lake-sql", lake)
-    try:
-        distinct = {json.dumps(q.to_list()): q for q in queries}
-        return {k: answer(q.full, call(engine, q.full)) for k, q in distinct.items()}
-    finally:
-        engine.close()
+ORACLE_MAX_EVENTS: Final = 300_000  # above this, the plain-Python oracle would hold too much in memory
+
+
+def _oracle(lake: Lake, queries: list[Query], events: int) -> tuple[dict[str, Any], str]:
+    """Every distinct query's right answer in canonical form, and what gave it."""
+    distinct = {json.dumps(q.to_list()): q for q in queries}
+    if events > ORACLE_MAX_EVENTS:  # too large for the plain-Python reference: lake-sql, every match
+        engine = open_engine("lake-sql", lake)
+        try:
+            answers = {k: answer(q.full, call(engine, q.full)) for k, q in distinct.items()}
+        finally:
+            engine.close()
+        return answers, f"lake-sql answering in full (the table holds over {ORACLE_MAX_EVENTS:,} events)"
+    reference = Oracle.of_lake(lake)
+    return {k: _reference_answer(reference, q) for k, q in distinct.items()}, (
+        "the engine contract computed in plain Python over every event of the snapshot (benchmark/oracle.py), "
+        "the same reference the conformance tests hold every engine to; search: every match"
+    )
+
+
+def _reference_answer(reference: Oracle, query: Query) -> Any:
+    a = query.args
+    match query.kind:
+        case "lookup":
+            found = reference.lookup(a[0], a[1])
+            return None if found is None else found.event_id
+        case "history":
+            return [e.event_id for e in reference.history(a[0], a[1])]
+        case "list":
+            return [[r.entity_ns, r.entity_id] for r in reference.listing(a[0])[: a[1]]]
+        case "recent":
+            return [[r.entity_ns, r.entity_id] for r in reference.recent(a[0])]
+        case "count":
+            since = datetime.fromisoformat(a[1]) if a[1] else None
+            return sorted([str(v), int(n)] for v, n in reference.count_by(a[0], since))
+        case "search":
+            return sorted(list(hit) for hit in reference.search(a[0]))
+    raise ValueError(f"unknown query kind {query.kind!r}")
 
 
 def _benchmarks(
@@ -566,19 +626,27 @@ def _cost_inputs(lake: Lake, options: RunOptions, raw_bytes: int | None) -> Cost
     )
 
 
-def _measured(marks: list[Benchmark]) -> Measured:
+def _measured(marks: list[Benchmark], hot_window_days: float) -> tuple[Measured, bool]:
+    """The cost model's inputs from an option's lookups: requests and bytes per lookup that reached the
+    lake (a cache's misses; every lookup without a cache), and the hit ratio on Zipf lookups. False
+    when the requests were not counted (a lake read directly): then the model's defaults stand in."""
     lookups = [b for b in marks if b.name.startswith("lookup")]
     counted = [b for b in lookups if b.requests_per_query is not None]
     zipf = next((b for b in lookups if b.name == "lookup-zipf" and b.cache_hit_ratio is not None), None)
     hit_ratio = zipf.cache_hit_ratio if zipf is not None and zipf.cache_hit_ratio is not None else 0.0
     if not counted:
-        return Measured(cache_hit_ratio=hit_ratio)
-    # A cached option's misses are what reach the lake: its requests per lookup that reached it.
-    per_lookup = statistics.mean(sum((b.requests_per_query or {}).values()) for b in counted)
-    per_bytes = statistics.mean(b.bytes_per_query or 0.0 for b in counted)
-    if hit_ratio < 1:
-        per_lookup, per_bytes = per_lookup / (1 - hit_ratio), per_bytes / (1 - hit_ratio)
-    return Measured(requests_per_lookup=per_lookup, bytes_scanned_per_lookup=per_bytes, cache_hit_ratio=hit_ratio)
+        return Measured(cache_hit_ratio=hit_ratio, hot_window_days=hot_window_days), False
+    requests = sum(sum((b.requests_per_query or {}).values()) * len(b.samples_ms) for b in counted)
+    moved = sum((b.bytes_per_query or 0.0) * len(b.samples_ms) for b in counted)
+    misses = sum(len(b.samples_ms) if b.cache_hits is None else b.cache_hits.count(False) for b in counted)
+    per_lookup, per_bytes = (requests / misses, moved / misses) if misses else (0.0, 0.0)
+    measured = Measured(
+        requests_per_lookup=per_lookup,
+        bytes_scanned_per_lookup=per_bytes,
+        cache_hit_ratio=hit_ratio,
+        hot_window_days=hot_window_days,
+    )
+    return measured, True
 
 
 def _option_result(
@@ -592,14 +660,21 @@ def _option_result(
     inputs: CostInputs,
     oracle: dict[str, Any],
     wall_s: float,
+    hot_window_days: float,
 ) -> OptionResult:
     figures = measured.output or {}
     cost = None
     monthly = None
+    priced_from = "not priced: the option failed"
     if marks:
-        m = _measured(marks)
+        m, counted = _measured(marks, hot_window_days)
         cost = cost_table(prices, inputs, m, options=(spec.cost_option,))
         monthly = monthly_cost(spec.cost_option, prices, inputs, m).total
+        priced_from = (
+            "measured requests and bytes per lookup that reached the lake, and the measured hit ratio"
+            if counted
+            else "the cost model's defaults for requests and bytes (not counted: the lake was read directly)"
+        )
     first_right = False
     if measured.failure is not None:
         passed, verdict = False, measured.failure
@@ -619,8 +694,11 @@ def _option_result(
         verdict=verdict,
         first_answer_right=first_right,
         failure=measured.failure,
+        worst_ratio=worst_ratio(marks, options.judge),
         monthly_usd=monthly,
+        priced_from=priced_from,
         cost=cost,
+        first_answer_traffic=measured.traffic.get("first 0"),
         phases_s={k: float(figures[k]) for k in ("first_answer_s", "warmup_s", "timed_s") if k in figures}
         | {"process_s": wall_s},
     )
@@ -634,6 +712,12 @@ def _checked_loop(
     answers = loop.pop("answers")
     wrong = sum(1 for q, a in zip(queries, answers, strict=True) if not check(q, a, oracle[json.dumps(q.to_list())]))
     return loop | {"wrong_answers": wrong, "traffic": measured.traffic.get(label)}
+
+
+def worst_ratio(marks: list[Benchmark], judge: str) -> float | None:
+    """The judged statistic over its threshold, of the workload furthest from (or over) it."""
+    ratios = [float(getattr(b, f"{judge}_ms")) / b.threshold_ms for b in marks if b.threshold_ms]
+    return max(ratios) if ratios else None
 
 
 def _verdict(marks: list[Benchmark], judge: str, first_right: bool) -> tuple[bool, str]:
@@ -681,7 +765,10 @@ def decide_profile(profile: str, results: list[OptionResult]) -> Decision:
         )
     if not results:
         raise TerminalError(f"no option was measured under {profile}")
-    closest = min(results, key=lambda r: (r.failure is not None, r.monthly_usd is None, r.option))
+    closest = min(
+        results,
+        key=lambda r: (r.failure is not None, r.worst_ratio if r.worst_ratio is not None else float("inf"), r.option),
+    )
     reason = f"on {profile}, no option meets every threshold; " + "; ".join(f"{r.option}: {r.verdict}" for r in results)
     return Decision(option=0, name="none", reason=reason, judged={"profile": profile, "closest": closest.option})
 
@@ -704,7 +791,6 @@ def _method(options: RunOptions, workloads: list[Workload], prices: PriceTable, 
         "key_distributions": {"zipf": 0.99},
         "percentiles": "numpy.percentile, default (linear) method, over samples_ms (every repetition)",
         "noisy": f"a repetition's p50 or p95 more than {NOISY:.0%} from the median of them",
-        "oracle": "lake-sql on the unshaped lake, each distinct query answered in full (search: every match)",
         "search_check": "top-k hits must be min(k, matches) distinct hits, all among the oracle's matches",
         "judged_by": options.judge,
         "thresholds_ms": {"lookup": options.lookup_threshold_ms, "search": options.search_threshold_ms},
@@ -747,7 +833,8 @@ def rejudge(
             continue
         marks = [b for b in benchmarks if b.profile == o.profile and b.engine == o.option]
         passed, verdict = _verdict(marks, judge, o.first_answer_right)
-        options.append(o.model_copy(update={"passed": passed, "verdict": verdict}))
+        ratio = worst_ratio(marks, judge)
+        options.append(o.model_copy(update={"passed": passed, "verdict": verdict, "worst_ratio": ratio}))
     decisions = {p: decide_profile(p, [o for o in options if o.profile == p]) for p in result.decisions}
     primary = str(result.decision.judged.get("profile", next(iter(decisions))))
     method = result.method | {

@@ -116,12 +116,13 @@ class HttpRunner:
     cache served one."""
 
     def __init__(self, spec: OptionSpec, settings: Settings, startup_timeout_s: float = 180.0) -> None:
-        from lakebench.storage.embedded import free_port
+        from lakebench.storage.embedded import die_with_parent, free_port
 
         self.spec = spec
         port = free_port()
         command = [sys.executable, "-m", "lakebench.cli", "serve", "--engine", spec.engine]
         command += ["--cache", "memory" if spec.cached else "none", "--no-auth", "--no-ingest"]
+        command += ["--poll-interval", "86400"]  # nothing commits during a run: no catalog polls among the queries
         command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--lake", settings.lake]
         if settings.catalog:
             command += ["--catalog", settings.catalog]
@@ -134,7 +135,13 @@ class HttpRunner:
                 "AWS_SECRET_ACCESS_KEY": settings.s3.secret_access_key,
             }
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close(); a file: a chatty server never blocks
-        self._proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=self._log)
+        self._proc = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
+        )
         self._http = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
         deadline = time.monotonic() + startup_timeout_s
         while True:

@@ -90,7 +90,10 @@ class OptionResult(_Model):
     verdict: str  # which thresholds it met or missed, with margins
     first_answer_right: bool = True
     failure: str | None = None  # the option's process failed: why
+    worst_ratio: float | None = None  # the judged statistic over its threshold, furthest workload
+    first_answer_traffic: dict[str, Any] | None = None  # requests and bytes of the first answer
     monthly_usd: float | None
+    priced_from: str = ""  # measured figures, or the cost model's defaults where nothing was counted
     cost: dict[str, Any] | None = None  # the breakdown at 1x, 10x, 100x
     phases_s: dict[str, float] = Field(default_factory=dict)  # the worker's wall time by phase
     loops: list[dict[str, Any]] = Field(default_factory=list)  # closed and open loops, by concurrency
@@ -217,4 +220,9 @@ def write_result(result: RunResult, results_dir: Path) -> Path:
 
 
 def load_result(path: Path) -> RunResult:
-    return RunResult.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    document = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(document, dict) and document.get("schema") == "lakebench.run/1":
+        for bench in document.get("benchmarks") or []:  # /1 runs read the configured lake directly
+            if isinstance(bench, dict):
+                bench.setdefault("profile", "direct")
+    return RunResult.model_validate(document)

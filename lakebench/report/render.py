@@ -145,16 +145,22 @@ HEAD = [
 ]
 
 
+def _md(text: str) -> str:
+    """Text safe in a Markdown table cell or line: pipes and markup characters escaped."""
+    return "".join("\\" + c if c in "|*_`[]<>\\" else c for c in text)
+
+
 def markdown(result: RunResult) -> str:
     lines = [f"# lakebench run {result.run_id}", ""]
     d = result.dataset
     lines += [
-        f"{result.started_at:%Y-%m-%d %H:%M} UTC · dataset {d.source}: {d.events:,} events, {d.entities:,} entities, "
+        f"{result.started_at:%Y-%m-%d %H:%M} UTC · dataset {_md(d.source)}: {d.events:,} events, "
+        f"{d.entities:,} entities, "
         f"{d.parquet_bytes / 1e6:,.1f} MB of Parquet in {d.files} files · {result.environment.cpu_count} CPUs",
         "",
     ]
     for profile, decision in result.decisions.items():
-        lines += [f"## Profile `{profile}`", "", f"**Decision: {decision.name}** — {decision.reason}", ""]
+        lines += [f"## Profile `{profile}`", "", f"**Decision: {decision.name}** — {_md(decision.reason)}", ""]
         lines += ["| option | first answer | $/month (1x) | 10x | 100x | result |", "|---|---:|---:|---:|---:|---|"]
         for o in (o for o in result.options if o.profile == profile):
             totals = [next(iter(o.cost[s].values()))["total_usd"] for s in ("1x", "10x", "100x")] if o.cost else []
@@ -197,8 +203,9 @@ def page(result: RunResult) -> str:
             f"<h2>Profile {esc(profile)}</h2>",
             f"<p class='{css}'><b>Decision: {esc(decision.name)}</b> — {esc(decision.reason)}</p>",
             "<div class=charts>",
-            f"<div class='chart cdf'>{cdf_chart(result, profile, 'lookup')}</div>",
         ]
+        if any(b.profile == profile and b.name.startswith("lookup") for b in result.benchmarks):
+            parts.append(f"<div class='chart cdf'>{cdf_chart(result, profile, 'lookup')}</div>")
         if any(b.profile == profile and b.name.startswith("search") for b in result.benchmarks):
             parts.append(f"<div class='chart cdf'>{cdf_chart(result, profile, 'search')}</div>")
         parts += [f"<div class='chart cost'>{cost_chart(result, profile)}</div>", "</div>"]
@@ -208,7 +215,7 @@ def page(result: RunResult) -> str:
             money = "".join(f"<td>{t:,.2f}" for t in totals) if totals else "<td>-<td>-<td>-"
             parts.append(
                 f"<tr><td>{esc(o.option)}<td>{seconds(o.first_answer_s)}{money}<td>{'pass' if o.passed else 'FAIL'}"
-                f"<td style='text-align:left'>{esc(o.verdict)}</tr>"
+                f"<td style='text-align:left'>{esc(o.verdict)}; priced from {esc(o.priced_from or '-')}</tr>"
             )
         parts.append("</table><table class=queries><tr>" + "".join(f"<th>{esc(h)}" for h in HEAD) + "</tr>")
         for b in (b for b in result.benchmarks if b.profile == profile):

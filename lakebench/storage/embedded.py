@@ -22,7 +22,7 @@ from lakebench.core.errors import TerminalError
 CREDENTIALS: Final = {"access_key_id": "lakebench", "secret_access_key": "lakebench"}  # moto checks none
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: SIGTERM it when the process that started it dies (Linux prctl), so
     a run killed outright leaves no server behind."""
     import ctypes
@@ -53,7 +53,7 @@ class EmbeddedS3:
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         deadline = time.monotonic() + self.startup_timeout_s
         while True:

@@ -216,12 +216,19 @@ class ProfiledEndpoint:
         self.stats = EndpointStats()
         self._rng = np.random.default_rng(seed)
         self._rng_lock = threading.Lock()
+        self._seed = seed
         self._local = threading.local()
         self._connections: list[http.client.HTTPConnection] = []  # every thread's, closed with the endpoint
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.endpoint = self
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"netem-{profile.name}", daemon=True)
+
+    def reseed(self, seed: int | None = None) -> None:
+        """Start the latency draws again (from ``seed``, or the endpoint's own): every option measured
+        in turn through one endpoint then meets the same sequence of draws."""
+        with self._rng_lock:
+            self._rng = np.random.default_rng(self._seed if seed is None else seed)
 
     def next_ttfb(self) -> float:
         with self._rng_lock:

@@ -22,7 +22,7 @@ from lakebench.lake.layouts import get_layout
 from lakebench.lake.schema import row_to_event
 from lakebench.lake.writer import LakeWriter, WriterOptions
 from lakebench.pipeline.core import Pipeline, PipelineConfig
-from tests.conformance.oracle import Oracle
+from lakebench.benchmark.oracle import Oracle
 from tests.integration.r2sql_standin import TOKEN as STANDIN_TOKEN
 from tests.integration.r2sql_standin import running_standin
 

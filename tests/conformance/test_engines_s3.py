@@ -15,7 +15,7 @@ from lakebench.generate.synthetic import GeneratorSpec, generate
 from lakebench.lake.catalog import Lake
 from lakebench.lake.layouts import get_layout
 from lakebench.lake.writer import LakeWriter, WriterOptions
-from tests.conformance.oracle import Oracle
+from lakebench.benchmark.oracle import Oracle
 from tests.integration.r2sql_standin import TOKEN as STANDIN_TOKEN
 from tests.integration.r2sql_standin import running_standin
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -111,3 +112,29 @@ def test_faults_are_classified_by_what_retrying_can_fix(error: Exception, transi
 
     assert is_transient(error) is transient
     assert is_transient(StorageUnavailable("x")) and not is_transient(StorageError("x"))
+
+
+def test_a_cached_option_is_priced_by_the_requests_its_misses_made() -> None:
+    from lakebench.benchmark.job import _measured
+
+    def bench(name: str, hits: list[bool], heads_per_query: float) -> Any:
+        return summarise(
+            name,
+            "lake-sql+cache",
+            "",
+            [1.0] * len(hits),
+            threshold_ms=None,
+            cache_hits=hits,
+            cache_hit_ratio=sum(hits) / len(hits),
+            requests_per_query={"HEAD": heads_per_query},
+            bytes_per_query=heads_per_query * 100,
+        )
+
+    zipf = bench("lookup-zipf", [True, True, False] * 2, 2 / 6)  # 2 misses, one HEAD each
+    missing = bench("lookup-missing", [True] + [False] * 5, 5 / 6)  # 5 misses, one HEAD each
+    measured, counted = _measured([zipf, missing], hot_window_days=3.0)
+    assert counted and measured.requests_per_lookup == pytest.approx(1.0)  # 7 requests / 7 misses
+    assert measured.bytes_scanned_per_lookup == pytest.approx(100.0)
+    assert measured.cache_hit_ratio == pytest.approx(4 / 6) and measured.hot_window_days == 3.0
+    uncounted, counted = _measured([summarise("lookup-zipf", "x", "", [1.0], threshold_ms=None)], 30.0)
+    assert not counted and uncounted.requests_per_lookup == 1.0  # the model's default, said so
