@@ -844,9 +844,13 @@ def serve(
     poll_interval: Annotated[
         float, typer.Option("--poll-interval", min=0.05, help="Look for other processes' commits every (s).")
     ] = 2.0,
-    results_dir: Annotated[Path, typer.Option("--results-dir", help="Where /status finds the last decision.")] = Path(
-        "results"
-    ),
+    results_dir: Annotated[
+        Path,
+        typer.Option(
+            "--results-dir",
+            help="Where runs started over HTTP write results and reports; /status and /report read them.",
+        ),
+    ] = Path("results"),
     state_dir: StateDirOpt = None,
     layout: LayoutOpt = "lookup",
     roll_mb: RollMbOpt = 64.0,

@@ -94,14 +94,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(problem, request.url.path, request_id(request.scope))
 
 
-def install_openapi(app: FastAPI) -> None:
-    """The OpenAPI document with the problem and event schemas the routes refer to."""
+def install_openapi(app: FastAPI, models: tuple[type[BaseModel], ...] = ()) -> None:
+    """The OpenAPI document with the problem and event schemas the routes refer to, and ``models``
+    (bodies a route reads itself, named by ``$ref``)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = get_openapi(title=app.title, version=app.version, routes=app.routes, description=app.description)
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
-            for model in (ProblemDocument, *OPENAPI_MODELS):
+            named: tuple[type[BaseModel], ...] = (ProblemDocument, *OPENAPI_MODELS, *models)
+            for model in named:
                 schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 schemas.update(schema.pop("$defs", {}))
                 schemas[model.__name__] = schema

@@ -183,7 +183,7 @@ def _problem(error: BodyError) -> RequestProblem:
     return RequestProblem(status, error.kind, title, error.detail)
 
 
-def _unavailable(exc: Exception) -> RequestProblem:
+def unavailable(exc: Exception) -> RequestProblem:
     """503: the pipeline cannot take this request now; nothing of it was accepted."""
     if isinstance(exc, Backpressure):
         return RequestProblem(
@@ -242,7 +242,7 @@ def pipeline_router(
                 take_in, pipeline, dlq, records, unit, f"http:{client}", len(raw), request_digest(raw, encoding)
             )
         except (Backpressure, PipelineStopped, TransientError) as exc:
-            raise _unavailable(exc) from None
+            raise unavailable(exc) from None
         if metrics is not None:
             for status, n in (
                 ("accepted", answer.accepted),
@@ -259,7 +259,7 @@ def pipeline_router(
         try:
             committed = await run_in_threadpool(flush_all)
         except (PipelineStopped, TransientError) as exc:
-            raise _unavailable(exc) from None
+            raise unavailable(exc) from None
         return json_response({"committed": committed, "offset": pipeline.stats.committed_offset})
 
     @router.get(

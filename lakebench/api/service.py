@@ -10,6 +10,9 @@ How it learns about new data:
 With ``workers`` > 1 (uvicorn worker processes behind one port) each worker has a pipeline of its
 own — a state folder slot ``<state>/worker-N`` it locks — and ``POST /v1/flush`` on any of them
 flushes all of them: the request is broadcast through Redis, which ``workers`` > 1 requires.
+
+It also starts benchmark runs and serves their reports, and generates synthetic events into its
+pipeline (lakebench/api/bench.py); ``/status`` names the newest run's decisions.
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, FastAPI, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from lakebench.api.app import install_error_handlers, install_openapi
+from lakebench.api.bench import BenchLimits, LastDecision, bench_router, last_decision
+from lakebench.api.bench_runs import BenchRuns
+from lakebench.api.generate import generate_router, openapi_models
 from lakebench.api.ingest import IngestSettings, pipeline_router
 from lakebench.api.metrics import Metrics
 from lakebench.api.middleware import RequestContext
@@ -69,7 +75,8 @@ class ServiceConfig:
     dlq_max_bytes: int = 1 << 30
     poll_s: float = 2.0  # how often other processes' commits are looked for
     workers: int = 1
-    results_dir: Path = Path("results")
+    results_dir: Path = Path("results")  # benchmark runs write here; /status and /report read here
+    bench: BenchLimits = field(default_factory=BenchLimits)
 
 
 class Health(BaseModel):
@@ -81,7 +88,7 @@ class Status(BaseModel):
     engine: str
     cache: dict[str, Any]
     thresholds_ms: dict[str, float]
-    decision: dict[str, Any] | None
+    decision: LastDecision | None = Field(description="the newest result file's decisions; null when none")
     workers: int
     ingest: bool
 
@@ -207,18 +214,6 @@ def _lake_namespace(lake: Lake) -> str:
     return hashlib.blake2b(identity.encode(), digest_size=8).hexdigest()
 
 
-def _last_decision(results_dir: Path) -> dict[str, Any] | None:
-    files = sorted(results_dir.glob("*/*.json"), key=lambda p: (p.parent.name, p.stat().st_mtime))
-    if not files:
-        return None
-    try:
-        document = orjson.loads(files[-1].read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return None
-    decision = document.get("decision")
-    return {"file": str(files[-1]), **decision} if isinstance(decision, dict) else None
-
-
 def check_config(config: ServiceConfig) -> None:
     """What can be told wrong before anything starts: a bad engine name, a cache that is not there,
     several workers without a shared cache."""
@@ -253,6 +248,7 @@ def build_app(config: ServiceConfig) -> FastAPI:
         reader.cache = cache
     pipeline = _claim_pipeline(lake, config) if config.ingest else None
     watcher = CommitWatcher(lake, reader, cache, config.poll_s)
+    runs = BenchRuns(config.settings, config.results_dir, keep=config.bench.keep_runs)
     broadcast: FlushBroadcast | None = None
 
     def on_commit(events: list[Event]) -> None:
@@ -287,6 +283,7 @@ def build_app(config: ServiceConfig) -> FastAPI:
         try:
             yield
         finally:
+            runs.close()
             watcher.stop()
             if broadcast is not None:
                 broadcast.close()
@@ -301,7 +298,8 @@ def build_app(config: ServiceConfig) -> FastAPI:
         title="lakebench",
         version="0.1.0",
         lifespan=lifespan,
-        description="Events and documents on object storage: read (cached), ingest, health and metrics.",
+        description="Events and documents on object storage: read (cached), ingest, health, metrics and "
+        "the benchmark that decides between the architecture options.",
     )
     app.add_middleware(RequestContext, observe=_observer(metrics), headers=((b"x-served-by", WORKER.encode()),))
     if pipeline is not None:
@@ -312,10 +310,14 @@ def build_app(config: ServiceConfig) -> FastAPI:
 
         settings = replace(config.ingest_settings, token=config.token)
         app.include_router(pipeline_router(pipeline, dlq, settings, flush=flush, metrics=metrics))
+        app.include_router(generate_router(pipeline, dlq, config.bench, token=config.token, metrics=metrics))
     app.include_router(read_router(reader, read_token=config.read_token, sql_token=config.token))
+    app.include_router(
+        bench_router(runs, config.results_dir, config.bench, token=config.token, read_token=config.read_token)
+    )
     app.include_router(_ops_router(config, lake, reader, cache, pipeline, metrics))
     install_error_handlers(app)
-    install_openapi(app)
+    install_openapi(app, openapi_models(config.bench))
     return app
 
 
@@ -384,7 +386,8 @@ def _ops_router(
 
     @router.get("/status", response_model=Status)
     async def status() -> Response:
-        """The engine, the cache's settings, the thresholds, and the last decision of a benchmark run."""
+        """The engine, the cache's settings, the thresholds, and the newest benchmark run's decisions
+        (from the newest result file in the results folder)."""
         cache_info: dict[str, Any] = {"backend": None}
         if cache is not None:
             policy = cache.policy
@@ -409,7 +412,7 @@ def _ops_router(
                 "lookup_with_cache": LOOKUP_CACHE_LIMIT_MS,
                 "search": SEARCH_THRESHOLD_MS,
             },
-            "decision": _last_decision(config.results_dir),
+            "decision": await run_in_threadpool(last_decision, config.results_dir),
             "workers": config.workers,
             "ingest": pipeline is not None,
         }

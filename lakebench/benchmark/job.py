@@ -123,6 +123,7 @@ class RunOptions:
     transport: str = "engine"  # engine: the option in the worker process; http: through the db service
     loop_levels: tuple[int, ...] = ()  # concurrency levels of the closed (and open) loops; () for none
     open_rate: float | None = None  # calls/s of the open loop
+    run_id: str | None = None  # the result's id (a ULID); a new one when None
 
 
 Source = GeneratorSpec | FileDataset
@@ -424,6 +425,8 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
         first = Query("lookup", keys.uniform(1, rng)[0])
         warmup = [Query("lookup", k) for k in keys.uniform(options.warmup, rng)]
         warmup += [w.queries[0] for w in workloads if w.queries[0].kind != "lookup"]
+        if any(spec.engine == "lake-indexed" for spec in chosen):
+            _build_indexes(oracle_lake, progress, timings)
         timings["dataset and workload"] = time.perf_counter() - began
         began = time.perf_counter()
         progress.start("oracle: every distinct query's right answer", None)
@@ -489,7 +492,7 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
         lake_url, lake_catalog = oracle_lake.url, redact_url(oracle_lake.settings.catalog_url)
     result = RunResult(
         schema=SCHEMA,
-        run_id=str(ULID()),
+        run_id=options.run_id or str(ULID()),
         started_at=started,
         finished_at=datetime.now(UTC),
         lake={"url": lake_url, "catalog": lake_catalog, "configured": settings.lake_url, "note": note},
@@ -504,6 +507,21 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
         decisions=decisions,
     )
     return result, write_result(result, options.results_dir)
+
+
+def _build_indexes(lake: Lake, progress: Progress, timings: dict[str, float]) -> None:
+    """lake-indexed builds the key and full-text indexes it finds missing and stores them beside the
+    data. Built here, once, before any option is measured, every profile and option meets the same
+    lake — otherwise the first lake-indexed process would write them and the next ones would find
+    them. (Issue 10 moves this into the writer's commit.)"""
+    from lakebench.engines.lake_indexed import LakeIndexedEngine
+
+    progress.start("building the lake's indexes, once, before any option is measured", None)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="lakebench-index-cache-") as cache:
+        LakeIndexedEngine(lake, cache_dir=Path(cache)).close()
+    timings["indexes"] = time.perf_counter() - began
+    progress.done()
 
 
 ORACLE_MAX_EVENTS: Final = 300_000  # above this, the plain-Python oracle would hold too much in memory
@@ -796,6 +814,8 @@ def _method(options: RunOptions, workloads: list[Workload], prices: PriceTable, 
         "thresholds_ms": {"lookup": options.lookup_threshold_ms, "search": options.search_threshold_ms},
         "decision": "per profile, the cheapest option meeting every threshold with no wrong answer",
         "time_to_first_answer": "process start (/proc) to the first answer of a fresh worker process",
+        "indexes": "lake-indexed's key and full-text indexes built once after the write, before any option is "
+        "measured, so that no option finds them built by another",
         "cost_inputs": asdict(inputs),
         "prices_as_of": prices.as_of,
         "options": {name: asdict(spec) for name, spec in OPTIONS.items() if name in options.options},

@@ -46,6 +46,7 @@ def run(task: dict[str, Any], stdin: TextIO) -> dict[str, Any]:
     s = task["settings"]
     settings = Settings(lake=s["lake"], catalog=s["catalog"], s3=S3Settings(**s["s3"]))
     first = Query.from_list(task["first"])
+    _barrier("first 0", stdin)  # what opening and the first answer read is counted apart
     lake = Lake(settings)
     opened = time.perf_counter()
     spec = option_spec(task["option"])
@@ -53,7 +54,6 @@ def run(task: dict[str, Any], stdin: TextIO) -> dict[str, Any]:
     runner = HttpRunner(spec, settings) if task.get("transport") == "http" else OptionRunner(spec, lake)
     open_s = time.perf_counter() - opened
     try:
-        _barrier("first 0", stdin)  # what the first answer reads is counted apart
         raw, _ = runner.ask(first)
         first_answer_s = process_age_s()
         out: dict[str, Any] = {

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from lakebench.benchmark.oracle import Oracle
 from lakebench.core.config import Settings
 from lakebench.core.models import FIELDS, Event
 from lakebench.core.validate import parse_event
@@ -22,7 +23,6 @@ from lakebench.lake.layouts import get_layout
 from lakebench.lake.schema import row_to_event
 from lakebench.lake.writer import LakeWriter, WriterOptions
 from lakebench.pipeline.core import Pipeline, PipelineConfig
-from lakebench.benchmark.oracle import Oracle
 from tests.integration.r2sql_standin import TOKEN as STANDIN_TOKEN
 from tests.integration.r2sql_standin import running_standin
 

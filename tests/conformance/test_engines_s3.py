@@ -6,6 +6,7 @@ import contextlib
 
 import pytest
 
+from lakebench.benchmark.oracle import Oracle
 from lakebench.core.config import Settings
 from lakebench.engines import LOCAL_ENGINES, open_engine
 from lakebench.engines.base import Engine
@@ -15,7 +16,6 @@ from lakebench.generate.synthetic import GeneratorSpec, generate
 from lakebench.lake.catalog import Lake
 from lakebench.lake.layouts import get_layout
 from lakebench.lake.writer import LakeWriter, WriterOptions
-from lakebench.benchmark.oracle import Oracle
 from tests.integration.r2sql_standin import TOKEN as STANDIN_TOKEN
 from tests.integration.r2sql_standin import running_standin
 

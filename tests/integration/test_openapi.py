@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
 from lakebench.api.app import create_app
+from lakebench.api.bench import BenchLimits
 from lakebench.api.ingest import IngestSettings
 from lakebench.core.config import Settings
 from lakebench.lake.catalog import Lake
@@ -126,6 +127,7 @@ def make_service(folder: Path) -> Any:
         pipeline=PipelineConfig(state_dir=folder / "state", roll_interval_s=3600, idle_s=3600),
         ingest_settings=IngestSettings(token=TOKEN),
         results_dir=folder / "results",
+        bench=BenchLimits(max_generate_count=200, max_generate_mb=1.0),  # fuzzed /generate stays small
     )
     return build_app(config)
 
