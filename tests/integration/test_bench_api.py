@@ -40,6 +40,9 @@ TINY: dict[str, str | int | float] = {  # one option, one profile, a handful of 
 
 Factory = Callable[..., TestClient]
 
+# One heavy run at a time, and this module's shared run made once: every test of it in one worker.
+pytestmark = pytest.mark.xdist_group("benchmark-run")
+
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Factory]:

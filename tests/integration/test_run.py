@@ -27,6 +27,9 @@ runner = CliRunner()
 OPTIONS = ["lake-sql", "lake-sql+cache", "clickhouse", "lake-indexed"]
 LOOKUP_THRESHOLD_MS = 100.0  # between lake-sql's local and r2 lookups: one header request costs r2 150 ms
 
+# One heavy run at a time, and this module's shared run made once: every test of it in one worker.
+pytestmark = pytest.mark.xdist_group("benchmark-run")
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, Path, str]:

@@ -64,10 +64,12 @@ def test_two_workers_sharing_redis_read_new_versions_after_a_flush(tmp_path: Pat
     url = f"{base}/v1/entities/{NS}/{quote('Shared Page')}"
     try:
         deadline = time.monotonic() + 90
-        while True:
+        up: set[str] = set()
+        while len(up) < 2:  # both workers started (they come up one after the other)
             try:
-                if call(f"{base}/health")[0] == 200:
-                    break
+                status, headers, _ = call(f"{base}/health")
+                if status == 200:
+                    up.add(headers["x-served-by"])
             except OSError:
                 pass
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
