@@ -226,6 +226,7 @@ class Target:
     settings: Settings
     endpoint: ProfiledEndpoint | None  # counts requests and bytes; None for a direct lake
     cold: str
+    folder: Path | None = None  # a local lake's folder: its files are dropped from the page cache per option
 
 
 def drop_page_cache(root: Path) -> str:
@@ -339,7 +340,7 @@ def _targets(
         folder = lake.url.removeprefix("file://") if lake.url.startswith("file://") else None
         cold = drop_page_cache(Path(folder)) if folder else "a bucket: nothing of it is in this machine's page cache"
         definitions[DIRECT] = {"lake": lake.url, "source": "the configured lake, no emulation"}
-        targets.append(Target(DIRECT, lake.settings, None, cold))
+        targets.append(Target(DIRECT, lake.settings, None, cold, Path(folder) if folder else None))
         oracle_lake = lake
     if emulated:
         from lakebench.storage.embedded import EmbeddedS3
@@ -471,6 +472,8 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
                 began = time.perf_counter()
                 if target.endpoint is not None:
                     target.endpoint.reseed()  # every option meets the same sequence of latency draws
+                if target.folder is not None:
+                    target.cold = drop_page_cache(target.folder)  # each option's process starts cold
                 measured = measure_option(target, spec, task, cache_root / target.profile / spec.name, progress, env)
                 progress.done()
                 wall_s = timings[f"{target.profile} {spec.name}"] = time.perf_counter() - began
