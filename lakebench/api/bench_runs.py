@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
-import fcntl
 import logging
 import os
 import pickle
@@ -40,6 +39,7 @@ from ulid import ULID
 
 from lakebench.core.config import Settings
 from lakebench.core.errors import LakebenchError
+from lakebench.core.process import LockHeld, release_pid_lock, take_pid_lock
 
 if TYPE_CHECKING:
     from lakebench.benchmark.job import RunOptions
@@ -310,26 +310,15 @@ class BenchRuns:
 
 
 def _take_lock(path: Path) -> IO[str]:
-    handle = path.open("a+", encoding="utf-8")
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
-        handle.close()
+        return take_pid_lock(path)
+    except LockHeld as held:
         raise RunInProgress(
-            f"another process of this service (PID {holder}) is running a benchmark into {path.parent}", None
+            f"another process of this service (PID {held.holder}) is running a benchmark into {path.parent}", None
         ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
 
 
-def _release(handle: IO[str]) -> None:
-    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-    handle.close()
+_release = release_pid_lock
 
 
 # -- the run's own process --------------------------------------------------------------------------

@@ -71,7 +71,7 @@ from lakebench.core.errors import ConfigError, TerminalError
 from lakebench.decide.cost import Measured, PriceTable, cost_table, load_prices, monthly_cost
 from lakebench.decide.cost import Workload as CostInputs
 from lakebench.decide.thresholds import LOOKUP_THRESHOLD_MS, SEARCH_THRESHOLD_MS
-from lakebench.engines import open_engine
+from lakebench.engines import clickhouse_hot_days, open_engine
 from lakebench.generate.synthetic import GeneratorSpec, generate
 from lakebench.lake.catalog import Lake, redact_url
 from lakebench.lake.writer import LakeWriter
@@ -368,16 +368,6 @@ def _targets(
     yield oracle_lake, targets, definitions, note, written
 
 
-def hot_window(days: str) -> float:
-    try:
-        value = float(days)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ConfigError(f"LAKEBENCH_CLICKHOUSE_HOT_DAYS must be a number of days above 0, got {days!r}")
-    return value
-
-
 def default_profiles(settings: Settings) -> tuple[str, ...]:
     return ("local", "r2") if settings.lake_url.startswith("file://") else (DIRECT,)
 
@@ -464,7 +454,7 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
         inputs = _cost_inputs(oracle_lake, options, written[1])
         # ClickHouse's users size its hot window to what they ask: here, the whole dataset.
         hot_days = os.environ.get("LAKEBENCH_CLICKHOUSE_HOT_DAYS") or f"{keys.span_days + 1:.3f}"
-        hot_window(hot_days)  # a bad value fails now, not after every option was measured
+        clickhouse_hot_days(hot_days)  # a bad value fails now, not after every option was measured
         for target in targets:
             for spec in chosen:
                 progress.start(f"{target.profile} · {spec.name}", per_option)

@@ -33,6 +33,7 @@ from lakebench.cache.memory import MemoryBackend
 from lakebench.cache.swr import SwrCache
 from lakebench.core.config import Settings
 from lakebench.core.errors import ConfigError
+from lakebench.core.process import stop_process
 from lakebench.engines import open_engine
 from lakebench.engines.base import QueryError
 from lakebench.lake.catalog import Lake
@@ -208,11 +209,5 @@ class HttpRunner:
 
     def close(self) -> None:
         self._http.close()
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc)
         self._log.close()

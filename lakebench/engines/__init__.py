@@ -12,7 +12,7 @@ from lakebench.engines.base import Engine
 if TYPE_CHECKING:  # the lake (pyiceberg, pyarrow) is imported by the engines themselves, when opened
     from lakebench.lake.catalog import Lake
 
-__all__ = ["ENGINES", "LOCAL_ENGINES", "Engine", "open_engine"]
+__all__ = ["ENGINES", "LOCAL_ENGINES", "Engine", "clickhouse_hot_days", "open_engine"]
 
 
 def _lake_sql(lake: Lake) -> Engine:
@@ -30,14 +30,18 @@ def _lake_indexed(lake: Lake) -> Engine:
 def _clickhouse(lake: Lake) -> Engine:
     from lakebench.engines.clickhouse import ClickHouseEngine
 
-    days = os.environ.get("LAKEBENCH_CLICKHOUSE_HOT_DAYS", "30")
+    return ClickHouseEngine(lake, hot_days=clickhouse_hot_days(os.environ.get("LAKEBENCH_CLICKHOUSE_HOT_DAYS", "30")))
+
+
+def clickhouse_hot_days(days: str) -> float:
+    """``LAKEBENCH_CLICKHOUSE_HOT_DAYS``, checked: a number of days above 0."""
     try:
-        hot_days = float(days)
+        value = float(days)
     except ValueError:
-        hot_days = -1.0
-    if not hot_days > 0:
+        value = -1.0
+    if not value > 0:
         raise ConfigError(f"LAKEBENCH_CLICKHOUSE_HOT_DAYS must be a number of days above 0, got {days!r}")
-    return ClickHouseEngine(lake, hot_days=hot_days)
+    return value
 
 
 def _r2sql(lake: Lake) -> Engine:

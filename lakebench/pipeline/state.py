@@ -13,7 +13,6 @@ two servers at once, they would land in the wrong table or twice. So the folder
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
@@ -25,6 +24,7 @@ from typing import IO, Final
 import orjson
 
 from lakebench.core.errors import ConfigError
+from lakebench.core.process import LockHeld, release_pid_lock, take_pid_lock
 from lakebench.lake.catalog import Lake, redact_url
 
 log = logging.getLogger(__name__)
@@ -88,22 +88,13 @@ class StateFolder:
 
     @staticmethod
     def _take_lock(folder: Path) -> IO[str]:
-        handle = (folder / LOCK).open("a+")
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
+            return take_pid_lock(folder / LOCK)
+        except LockHeld as held:
             raise StateInUse(
-                f"another pipeline (PID {holder}) is using the state folder {folder}; stop it first, or give this "
-                "server its own --state-dir"
+                f"another pipeline (PID {held.holder}) is using the state folder {folder}; stop it first, or give "
+                "this server its own --state-dir"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        return handle
 
     def _bind(self, lake: Lake, writer_property: str | None) -> None:
         current = LakeIdentity.of(lake)
@@ -137,6 +128,5 @@ class StateFolder:
 
     def release(self) -> None:
         if self._lock is not None:
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
-            self._lock.close()
+            release_pid_lock(self._lock)
             self._lock = None

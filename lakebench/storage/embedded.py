@@ -18,6 +18,7 @@ from typing import Final
 
 from lakebench.core.config import S3Settings
 from lakebench.core.errors import TerminalError
+from lakebench.core.process import stop_process
 
 CREDENTIALS: Final = {"access_key_id": "lakebench", "secret_access_key": "lakebench"}  # moto checks none
 
@@ -70,13 +71,8 @@ class EmbeddedS3:
         self.close()
 
     def close(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        if self._proc is not None:
+            stop_process(self._proc)
 
     def s3(self, endpoint: str | None = None) -> S3Settings:
         """Settings that reach this server, directly or through ``endpoint`` (a profiled one)."""

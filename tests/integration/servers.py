@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lakebench.core.process import stop_process
 from lakebench.storage.embedded import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,13 +38,7 @@ class Server:
         return self.post("/v1/events", "\n".join(json.dumps(e) for e in events).encode())
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def start_server(
