@@ -28,7 +28,9 @@ from tests.integration.r2sql_standin import TOKEN as STANDIN_TOKEN
 from tests.integration.r2sql_standin import running_standin
 
 LIMITS = SqlLimits(max_rows=1_000, timeout_s=2.0, memory_bytes=256 << 20, threads=2)
-SLACK_S = 3.0  # a stopped query returns within its time limit plus this
+# A stopped query returns within its time limit plus this: generous, because the tests share 2 cores
+# with benchmark runs, and a runaway query left running would take minutes, not seconds.
+SLACK_S = 8.0
 
 
 class Listener:
