@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lakebench.core.config import S3Settings
-from lakebench.core.errors import ObjectNotFound, StorageError, StorageUnavailable
+from lakebench.core.errors import ConfigError, ObjectNotFound, StorageError, StorageUnavailable
 from lakebench.storage.base import ObjectInfo, RequestStats, join_key
 
 if TYPE_CHECKING:
@@ -56,10 +56,15 @@ class S3Store:
         return f"s3://{self._bucket}/{self._key(key)}"
 
     def _call(self, kind: str, key: str, fn: Any, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
         try:
             return fn(**kwargs)
+        except (NoCredentialsError, PartialCredentialsError) as exc:  # a setting to fix, not worth a retry
+            raise ConfigError(
+                f"{kind} {self.url_for(key)}: {exc}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(or an AWS profile) for this bucket"
+            ) from None
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in _NOT_FOUND:

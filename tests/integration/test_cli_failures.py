@@ -187,6 +187,15 @@ def test_an_unreachable_store_is_worth_a_retry_and_a_missing_bucket_is_not(tmp_p
         assert "write some events first" not in line
 
 
+def test_a_bucket_without_credentials_is_a_setting_to_fix_not_a_retry(tmp_path: Path, s3_endpoint: str) -> None:
+    nowhere = str(tmp_path / "none")
+    env = {"AWS_SHARED_CREDENTIALS_FILE": nowhere, "AWS_CONFIG_FILE": nowhere, "AWS_EC2_METADATA_DISABLED": "true"}
+    env |= {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "LAKEBENCH_S3_ENDPOINT": s3_endpoint}
+    env |= {"XDG_STATE_HOME": str(tmp_path / "state")}
+    proc = lakebench("lookup", "a", "b", "--lake", "s3://some-bucket/lake", env=env)
+    one_line_error(proc, 2, "s3://some-bucket/lake", "AWS_ACCESS_KEY_ID")
+
+
 def test_gzip_and_bzip2_on_stdin_are_detected(tmp_path: Path) -> None:
     lines = b"".join(
         b'{"entity_ns": "a.example", "entity_id": "%d", "ts": "2025-10-04T12:00:00Z", "body": "x"}\n' % i
