@@ -338,7 +338,8 @@ def _targets(
         lake, note = dataset_lake(stack.enter_context(Lake(settings)), source)
         written = ensure_dataset(lake, source, progress)
         folder = lake.url.removeprefix("file://") if lake.url.startswith("file://") else None
-        cold = drop_page_cache(Path(folder)) if folder else "a bucket: nothing of it is in this machine's page cache"
+        # A local folder's pages are dropped before each option's process (run_job), which says so here.
+        cold = "" if folder else "a bucket: nothing of it is in this machine's page cache"
         definitions[DIRECT] = {"lake": lake.url, "source": "the configured lake, no emulation"}
         targets.append(Target(DIRECT, lake.settings, None, cold, Path(folder) if folder else None))
         oracle_lake = lake
