@@ -305,6 +305,8 @@ class BenchRuns:
                 log.warning("benchmark run %s did not stop in %.0f s; killing it", running.run.run_id, timeout_s)
                 os.killpg(proc.pid, signal.SIGKILL)  # not reaped yet: the group id is still its own
                 proc.wait()
+        with contextlib.suppress(ProcessLookupError):  # anything of its group that outlived it
+            os.killpg(proc.pid, signal.SIGKILL)
         if running.watcher is not None:
             running.watcher.join(timeout_s)
 

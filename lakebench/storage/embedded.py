@@ -57,15 +57,18 @@ class EmbeddedS3:
             preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         deadline = time.monotonic() + self.startup_timeout_s
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1).close()
-                return self
-            except OSError:
-                if self._proc.poll() is not None or time.monotonic() > deadline:
-                    self.close()
-                    raise TerminalError(f"the S3-protocol server (moto) did not start on {self.url}") from None
-                time.sleep(0.1)
+        try:
+            while True:
+                try:
+                    urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1).close()
+                    return self
+                except OSError:
+                    if self._proc.poll() is not None or time.monotonic() > deadline:
+                        raise TerminalError(f"the S3-protocol server (moto) did not start on {self.url}") from None
+                    time.sleep(0.1)
+        except BaseException:  # failed, or interrupted while starting: the server goes too
+            self.close()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.close()
