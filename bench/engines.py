@@ -99,6 +99,7 @@ def main() -> int:
             "avg_size_kb": args.avg_size_kb,
             "method": result.method,
             "first_answer_s": {f"{o.profile} {o.option}": o.first_answer_s for o in result.options},
+            "open_to_first_s": {f"{o.profile} {o.option}": o.open_to_first_s for o in result.options},
             "profiles": table(result),
             "result": json.loads(result.to_json()),
         }
@@ -116,7 +117,11 @@ def main() -> int:
                 )
                 print(f"  {name:17s} {cells}  {ratios}")
         for key, seconds in report["first_answer_s"].items():
-            print(f"  first answer {key}: {seconds:.2f} s")
+            opening = report["open_to_first_s"][key]
+            print(
+                f"  first answer {key}: {seconds:.2f} s after the process started, "
+                f"{'?' if opening is None else f'{opening * 1000:.0f} ms'} after open_engine"
+            )
         if args.compare_events:
             other = table(measure(args.compare_events, args, Path(folder)))
             report["compare_events"] = args.compare_events

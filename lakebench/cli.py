@@ -323,6 +323,8 @@ def _open_engine(name: str, lake: str, catalog: str | None) -> Any:
         err.print(message, markup=False)
         engine = open_engine(name, target)
     _OPENED["seconds"] = time.perf_counter() - started
+    for notice in getattr(engine, "notices", ()):
+        err.print(f"note: {notice}", markup=False)
     return engine
 
 
@@ -786,6 +788,7 @@ def _check_auth(token: str | None, no_auth: bool, host: str) -> str | None:
 
 def _pipeline_config(**options: Any) -> Any:
     from lakebench.lake.layouts import get_layout
+    from lakebench.lake.writer import WriterOptions
     from lakebench.pipeline.core import PipelineConfig
 
     get_layout(options["layout"])  # fail before binding the port
@@ -798,6 +801,7 @@ def _pipeline_config(**options: Any) -> Any:
         max_buffer_bytes=int(options["max_buffer_mb"] * 1e6),
         limits=Limits(max_body_bytes=options["max_body_bytes"]),
         writer_id=options.get("writer_id"),
+        writer=WriterOptions(index=options.get("index", True)),
         dedupe_window=options["dedupe_window"],
         dedupe_max_age_s=options["dedupe_days"] * 86400,
     )
@@ -926,8 +930,13 @@ def serve_pipeline(
     max_body_bytes: MaxBodyOpt = Limits().max_body_bytes,
     writer_id: Annotated[str | None, typer.Option("--writer-id", help="Default: kept in the state dir.")] = None,
     index: Annotated[
-        bool, typer.Option("--index/--no-index", help="Update the lake-indexed key and full-text indexes on commit.")
-    ] = False,
+        bool,
+        typer.Option(
+            "--index/--no-index",
+            help="Write the key and full-text indexes with each commit (without them, lake-indexed answers from "
+            "the Parquet files until `lakebench index build`).",
+        ),
+    ] = True,
     log_level: LogLevelOpt = "info",
     log_json: LogJsonOpt = False,
     lake: LakeOpt = DEFAULT_LAKE,
@@ -947,11 +956,6 @@ def serve_pipeline(
     check_port(host, port)
     target = Lake(_settings(lake, catalog))
     pipeline = Pipeline(target, _pipeline_config(**options))
-    if index:
-        from lakebench.engines.lake_indexed import LakeIndexedEngine
-
-        indexer = LakeIndexedEngine(target)  # builds what is missing now, then keeps up after each commit
-        pipeline.hooks.flushed.append(lambda _events: indexer.refresh())
     dlq = DeadLetters(target.store, max_total_bytes=int(dlq_max_mb * 1e6))
     err.print(
         f"pipeline {pipeline.writer_id} -> {target.url} (layout {layout}, state {pipeline.state_dir}) "
@@ -1001,6 +1005,36 @@ def dlq_replay(
         _emit_json(outcome)
     else:
         out.print(f"replayed {outcome['replayed']:,}; still rejected {outcome['still_rejected']:,}")
+
+
+index_app = typer.Typer(help="The lake-indexed key and full-text indexes.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+
+@index_app.command("build")
+def index_build(lake: LakeOpt = DEFAULT_LAKE, catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
+    """Build the indexes of a lake written without them (before writers wrote them, or by another
+    tool), and publish them in one commit. Writers keep them up to date from then on."""
+    from lakebench.index.publish import build_indexes
+    from lakebench.lake.catalog import Lake
+
+    target = Lake(_settings(lake, catalog))
+    target.table(create=False)
+    with RichProgress(enabled=not as_json) as progress:
+
+        def tick(done: int, total: int) -> None:
+            if done == 1:
+                progress.start("indexing data files", total)
+            progress.advance()
+
+        report = build_indexes(target, progress=tick)
+    if as_json:
+        _emit_json(asdict(report))
+    else:
+        out.print(
+            f"indexed {report.files:,} data files ({report.segments_built:,} key segments built, "
+            f"{report.documents:,} documents) in snapshot {report.snapshot_id}, {report.seconds:.1f} s"
+        )
 
 
 @app.command()

@@ -418,7 +418,7 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
         warmup = [Query("lookup", k) for k in keys.uniform(options.warmup, rng)]
         warmup += [w.queries[0] for w in workloads if w.queries[0].kind != "lookup"]
         if any(spec.engine == "lake-indexed" for spec in chosen):
-            _build_indexes(oracle_lake, progress, timings)
+            _check_indexes(oracle_lake)
         timings["dataset and workload"] = time.perf_counter() - began
         began = time.perf_counter()
         progress.start("oracle: every distinct query's right answer", None)
@@ -503,19 +503,22 @@ def run_job(settings: Settings, options: RunOptions, progress: Progress | None =
     return result, write_result(result, options.results_dir)
 
 
-def _build_indexes(lake: Lake, progress: Progress, timings: dict[str, float]) -> None:
-    """lake-indexed builds the key and full-text indexes it finds missing and stores them beside the
-    data. Built here, once, before any option is measured, every profile and option meets the same
-    lake — otherwise the first lake-indexed process would write them and the next ones would find
-    them. (Issue 10 moves this into the writer's commit.)"""
-    from lakebench.engines.lake_indexed import LakeIndexedEngine
+def _check_indexes(lake: Lake) -> None:
+    """lake-indexed is measured on the indexes the writer wrote with the data; on a lake written
+    without them it would only measure its fallback (lake-sql), so the run refuses to start."""
+    from lakebench.index import fulltext, keys
+    from lakebench.index.publish import summary_of
 
-    progress.start("building the lake's indexes, once, before any option is measured", None)
-    began = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="lakebench-index-cache-") as cache:
-        LakeIndexedEngine(lake, cache_dir=Path(cache)).close()
-    timings["indexes"] = time.perf_counter() - began
-    progress.done()
+    summary = summary_of(lake.table(create=False))
+    lacking = [
+        name for name, key in (("key", keys.SUMMARY_KEY), ("full-text", fulltext.SUMMARY_KEY)) if key not in summary
+    ]
+    if lacking and int(summary.get("total-data-files", "0")):
+        raise ConfigError(
+            f"the lake {lake.url} has no {' or '.join(lacking)} index for its current snapshot (written before "
+            "lakebench's writers wrote them, or by another tool), so lake-indexed would only measure its fallback: "
+            "run `lakebench index build` on it first"
+        )
 
 
 ORACLE_MAX_EVENTS: Final = 300_000  # above this, the plain-Python oracle would hold too much in memory
@@ -700,6 +703,7 @@ def _option_result(
         cost_option=spec.cost_option,
         first_answer_s=figures.get("first_answer_s"),
         open_s=figures.get("open_s"),
+        open_to_first_s=figures.get("open_to_first_s"),
         first_query=first.to_list(),
         cold=target.cold,
         passed=passed,
@@ -808,8 +812,8 @@ def _method(options: RunOptions, workloads: list[Workload], prices: PriceTable, 
         "thresholds_ms": {"lookup": options.lookup_threshold_ms, "search": options.search_threshold_ms},
         "decision": "per profile, the cheapest option meeting every threshold with no wrong answer",
         "time_to_first_answer": "process start (/proc) to the first answer of a fresh worker process",
-        "indexes": "lake-indexed's key and full-text indexes built once after the write, before any option is "
-        "measured, so that no option finds them built by another",
+        "indexes": "lake-indexed's key and full-text indexes are written by the writer with the data, in the same "
+        "commit; no option builds or writes any",
         "cost_inputs": asdict(inputs),
         "prices_as_of": prices.as_of,
         "options": {name: asdict(spec) for name, spec in OPTIONS.items() if name in options.options},

@@ -84,6 +84,7 @@ class OptionResult(_Model):
     cost_option: int
     first_answer_s: float | None  # process start to the first answer: its own figure
     open_s: float | None
+    open_to_first_s: float | None = None  # from the engine's open (after imports) to its first answer
     first_query: list[Any]
     cold: str  # what "cold" meant for this run (page cache dropped, or why not)
     passed: bool

@@ -59,6 +59,7 @@ def run(task: dict[str, Any], stdin: TextIO) -> dict[str, Any]:
         out: dict[str, Any] = {
             "first_answer_s": first_answer_s,
             "open_s": open_s,
+            "open_to_first_s": time.perf_counter() - opened,
             "first_answer": runner.canonical(first, raw),
             "workloads": {},
         }

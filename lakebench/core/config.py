@@ -45,6 +45,7 @@ class Settings:
     catalog_warehouse: str | None = None  # REST catalogs: the warehouse (R2 Data Catalog: <account>_<bucket>)
     catalog_token: str | None = None  # REST catalogs: bearer token
     s3: S3Settings = field(default_factory=S3Settings)
+    read_only: bool = False  # every write to the lake's store is refused (LAKEBENCH_READ_ONLY=1)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -55,6 +56,7 @@ class Settings:
             catalog_warehouse=os.environ.get("LAKEBENCH_CATALOG_WAREHOUSE") or None,
             catalog_token=os.environ.get("LAKEBENCH_CATALOG_TOKEN") or None,
             s3=S3Settings.from_env(),
+            read_only=os.environ.get("LAKEBENCH_READ_ONLY", "").lower() in ("1", "true", "yes"),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(base, **given)  # type: ignore[arg-type]

@@ -1,34 +1,65 @@
-"""``lake-indexed``: lakebench's own read path over the same lake.
+"""``lake-indexed``: lakebench's own read path over the same lake, through the indexes its writer wrote.
 
-- Direct lookup: the key index (``index/keys.py``) names the file, row group and row of an
-  entity's latest event; with the file's footer cached, one ranged GET of that row group answers
-  it. A key that is not in the lake costs no request.
-- History: one GET per row group holding the entity's events.
-- Full-text search: a tantivy index over the latest live version of every entity, stored beside
-  the lake (``index/fulltext.py``) and brought up to date on ``refresh()``.
-- Listings, recent events, counts and ad-hoc SQL go to DuckDB over the same files (``lake-sql``).
+A reader only reads. Opening loads the table's metadata and the current snapshot's key directory
+(named in the snapshot's summary; ``index/keys.py``): nothing else, however large the table.
+
+- Direct lookup: the directory's Bloom filters name the few segments that may hold the key; one
+  ranged GET of a block of each (cached) gives the key's events, newest last; with the data file's
+  footer (one ranged GET, cached), one ranged GET of a row group answers it. The row read is
+  checked against the key (the hash can collide). A key that is absent usually costs no request.
+- History: the same blocks, then one GET per row group holding the entity's events.
+- Full-text search: the tantivy version the snapshot names (``index/fulltext.py``), mirrored into
+  a local cache folder on the first search.
+- Listings, recent events, counts and ad-hoc SQL go to DuckDB over the same files (``lake-sql``),
+  opened on first use.
+
+A snapshot without indexes (written before writers wrote them, or by another tool) is answered
+from the Parquet files through ``lake-sql``, with a warning naming ``lakebench index build``.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from lakebench.core.models import FIELDS, Event
-from lakebench.core.text import document_text, query_terms
+from lakebench.core.text import query_terms
 from lakebench.engines.base import CountField, EntityRef, Page, QueryStats, SearchHit, SqlLimits, SqlResult, check_limit
-from lakebench.engines.lake_sql import LakeSqlEngine
-from lakebench.index.fulltext import Doc, FullTextIndex, default_cache_dir, docs_from_file
-from lakebench.index.keys import KeyIndex, Segment, load_or_build
+from lakebench.index import fulltext, keys
+from lakebench.index.publish import checked_summary, table_prefixes
 from lakebench.lake.catalog import Lake
-from lakebench.lake.schema import row_to_event
+from lakebench.lake.metadata import current_snapshot
+from lakebench.lake.rows import row_to_event
 from lakebench.storage.parquet_io import CachedFooter, fetch_footer
+
+if TYPE_CHECKING:
+    from lakebench.engines.lake_sql import LakeSqlEngine
+
+log = logging.getLogger(__name__)
+BLOCK_CACHE_BYTES = 256 << 20
+MISSING = (
+    "the lake's {what} is missing for snapshot {snapshot} (written before lakebench's writers wrote indexes, or by "
+    "another tool): run `lakebench index build` once; until then {queries} are answered from the Parquet files"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """One snapshot as the reader sees it."""
+
+    snapshot_id: int | None
+    probe: keys.Probe | None  # None: no usable key directory
+    fts_manifest: str | None
+    data_prefix: str
+    index_prefix: str
 
 
 class LakeIndexedEngine:
@@ -37,14 +68,16 @@ class LakeIndexedEngine:
     def __init__(self, lake: Lake, cache_dir: Path | None = None, sql_limits: SqlLimits = SqlLimits()) -> None:
         self._lake = lake
         self._store = lake.store
-        self._sql = LakeSqlEngine(lake, sql_limits)
+        self._sql_limits = sql_limits
+        self._sql_engine: LakeSqlEngine | None = None
         self._lock = threading.RLock()
-        self._segments: dict[str, Segment] = {}
+        self._blocks: OrderedDict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._block_bytes = 0
         self._footers: dict[str, CachedFooter] = {}
-        self._index = KeyIndex.merge({})
-        self._fts = FullTextIndex(self._store, cache_dir or default_cache_dir(lake.url))
-        self._snapshot_id: int | None = -1
+        self._fts = fulltext.FullTextReader(self._store, "", cache_dir or fulltext.default_cache_dir(lake.url))
+        self._view = _View(-1, None, None, "", "")
         self._stats = QueryStats()
+        self.notices: list[str] = []
         self.refresh()
 
     @property
@@ -54,68 +87,109 @@ class LakeIndexedEngine:
     # -- keeping up with the table ----------------------------------------------------------------
 
     def refresh(self) -> None:
-        snapshot_id, files = self._lake.snapshot_files()
+        current = current_snapshot(self._lake)
+        snapshot_id = current.snapshot_id
         with self._lock:
-            if snapshot_id == self._snapshot_id:
+            if snapshot_id == self._view.snapshot_id:
                 return
-            live = {self._lake.key_of(url): size for url, size in files.items()}
-            fresh_data: dict[str, bytes] = {}
-            for key in sorted(live.keys() - self._segments.keys()):
-                segment, data = load_or_build(self._store, key)
-                self._segments[key] = segment
-                if data is not None:
-                    fresh_data[key] = data
-                self._footers[key] = fetch_footer(self._store, key, live[key])
-            for key in self._segments.keys() - live.keys():
-                del self._segments[key]
-                self._footers.pop(key, None)
-            self._index = KeyIndex.merge(self._segments)
-            self._update_fulltext(live, fresh_data)
-            self._sql.refresh()
-            self._snapshot_id = snapshot_id
+            summary = checked_summary(current.summary, current.parent_id)
+            data_prefix, index_prefix = table_prefixes(self._lake, current.location)
+            files = int(summary.get("total-data-files", "0"))
+            probe: keys.Probe | None = keys.Probe(keys.Directory([]))
+            dir_key = summary.get(keys.SUMMARY_KEY)
+            if files and dir_key is None:
+                probe = None
+            elif dir_key is not None:
+                directory = keys.Directory.from_bytes(self._store.get(dir_key))
+                probe = keys.Probe(directory) if len(directory.segments) == files else None
+            fts_manifest = summary.get(fulltext.SUMMARY_KEY)
+            notices = []
+            if probe is None:
+                notices.append(MISSING.format(what="key index", snapshot=snapshot_id, queries="lookups and histories"))
+            if files and fts_manifest is None:
+                notices.append(MISSING.format(what="full-text index", snapshot=snapshot_id, queries="searches"))
+            for notice in notices:
+                if notice not in self.notices:
+                    log.warning("%s", notice)
+            self.notices = notices
+            live = set(probe.keys) if probe is not None else set()
+            for key in [k for k in self._footers if k not in live]:
+                del self._footers[key]
+            self._fts.prefix = index_prefix
+            self._view = _View(snapshot_id, probe, fts_manifest, data_prefix, index_prefix)
+            if self._sql_engine is not None:
+                self._sql_engine.refresh()
 
-    def _update_fulltext(self, live: dict[str, int], fresh_data: dict[str, bytes]) -> None:
-        self._fts.sync()
-        gone = self._fts.indexed - live.keys()
-        if gone:
-            self._fts.forget(gone)
-        todo = sorted(live.keys() - self._fts.indexed)
-        if not todo:
-            return
-        file_number = {name: i for i, name in enumerate(self._index.files)}
-        removed: list[str] = []
-        docs: list[Doc] = []
-        for key in todo:
-            data = fresh_data.get(key)
-            table = docs_from_file(data if data is not None else self._store.get(key))
-            segment = self._segments[key]
-            me = file_number[key]
-            rows = table.to_pylist()
-            for i, row in enumerate(rows):
-                _, hi = self._index.run(row["entity_ns"], row["entity_id"])
-                latest = hi - 1
-                # Only the entity's latest event (across all files) decides what the index holds.
-                if not (
-                    self._index.file[latest] == me
-                    and self._index.row_group[latest] == segment.row_group[i]
-                    and self._index.row[latest] == segment.row[i]
-                ):
-                    continue
-                doc_key = f"{row['entity_ns']}\x1f{row['entity_id']}"
-                if row["type"] == "delete":
-                    removed.append(doc_key)
-                else:
-                    text = document_text(row["title"], row["body"])
-                    docs.append(Doc(row["entity_ns"], row["entity_id"], row["event_id"], row["title"], text))
-        self._fts.update(removed, docs, todo)
+    @property
+    def _sql(self) -> LakeSqlEngine:
+        with self._lock:
+            if self._sql_engine is None:
+                from lakebench.engines.lake_sql import LakeSqlEngine
+
+                self._sql_engine = LakeSqlEngine(self._lake, self._sql_limits)
+            return self._sql_engine
 
     # -- point reads ----------------------------------------------------------------------------
 
-    def _fetch_group(self, file_no: int, group: int) -> pa.Table:
-        key = self._index.files[file_no]
-        footer = self._footers[key]
+    def _records(self, view: _View, number: int, h: int) -> list[tuple[Any, ...]]:
+        """The records of hash ``h`` in segment ``number`` (as tuples in ``keys.RECORD``'s field
+        order): its blocks fetched once, then cached."""
+        assert view.probe is not None
+        info = view.probe.directory.segments[number]
+        first, last = keys.block_span(info.fences, h)
+        missing = [b for b in range(first, last + 1) if (info.data_key, b) not in self._blocks]
+        if missing:
+            lo, hi = missing[0], missing[-1]
+            start = lo * keys.BLOCK_RECORDS
+            count = min(info.records, (hi + 1) * keys.BLOCK_RECORDS) - start
+            seg_key = keys.segment_key(view.index_prefix, info.data_key, view.data_prefix)
+            raw = self._store.get_range(seg_key, start * keys.RECORD.itemsize, count * keys.RECORD.itemsize)
+            fetched = np.frombuffer(raw, keys.RECORD)
+            with self._lock:
+                for b in range(lo, hi + 1):
+                    piece = fetched[(b - lo) * keys.BLOCK_RECORDS : (b - lo + 1) * keys.BLOCK_RECORDS]
+                    self._blocks[(info.data_key, b)] = (np.ascontiguousarray(piece["hash"]), piece)
+                    self._block_bytes += piece.nbytes * 2
+                while self._block_bytes > BLOCK_CACHE_BYTES and len(self._blocks) > 1:
+                    _, (_, old) = self._blocks.popitem(last=False)
+                    self._block_bytes -= old.nbytes * 2
+        found: list[tuple[Any, ...]] = []
+        hv = np.uint64(h)
+        for b in range(first, last + 1):
+            cached = self._blocks.get((info.data_key, b))
+            if cached is None:  # evicted meanwhile by another thread: fetch again
+                return self._records(view, number, h)
+            hashes, block = cached
+            lo_i, hi_i = int(np.searchsorted(hashes, hv, "left")), int(np.searchsorted(hashes, hv, "right"))
+            if hi_i > lo_i:
+                found.extend(block[lo_i:hi_i].tolist())
+        return found
+
+    def _entries(self, view: _View, ns: str, entity_id: str) -> list[tuple[tuple[int, int, bytes], int, int, int]]:
+        """The key's index entries across segments, oldest first: ((ts, version, event_id), segment,
+        row group, row)."""
+        assert view.probe is not None
+        h = keys.key_hash(ns, entity_id)
+        found = []
+        for number in view.probe.candidates(h).tolist():
+            for _, ts, version, event_id, _, group, row in self._records(view, number, h):
+                found.append(((ts, version, event_id), number, group, row))
+        found.sort(key=lambda e: e[0])
+        return found
+
+    def _footer(self, view: _View, number: int) -> CachedFooter:
+        assert view.probe is not None
+        info = view.probe.directory.segments[number]
+        footer = self._footers.get(info.data_key)
+        if footer is None:
+            footer = fetch_footer(self._store, info.data_key, info.data_size)
+            self._footers[info.data_key] = footer
+        return footer
+
+    def _fetch_group(self, view: _View, number: int, group: int) -> pa.Table:
+        footer = self._footer(view, number)
         start, length = footer.row_group_range(group)
-        data = self._store.get_range(key, start, length)
+        data = self._store.get_range(footer.key, start, length)
         return footer.read_row_group(group, data, start)
 
     def _measure(self, rows: int, before: dict[str, int]) -> None:
@@ -125,32 +199,32 @@ class LakeIndexedEngine:
         self._stats = QueryStats(rows=rows, bytes_read=read, requests={k: v for k, v in requests.items() if v})
 
     def lookup(self, ns: str, entity_id: str) -> Event | None:
+        view = self._view
+        if view.probe is None:
+            return self._sql.lookup(ns, entity_id)
         before = self._store.stats.snapshot()
-        with self._lock:
-            index = self._index
-            lo, hi = index.run(ns, entity_id)
-            for i in range(hi - 1, lo - 1, -1):  # newest first; other keys only on a hash collision
-                group = self._fetch_group(int(index.file[i]), int(index.row_group[i]))
-                row = group.slice(int(index.row[i]), 1).to_pylist()[0]
-                if (row["entity_ns"], row["entity_id"]) == (ns, entity_id):
-                    self._measure(1, before)
-                    return row_to_event(row)
+        for _, number, group_no, row_no in reversed(self._entries(view, ns, entity_id)):  # newest first
+            group = self._fetch_group(view, number, group_no)
+            row = group.slice(row_no, 1).to_pylist()[0]
+            if (row["entity_ns"], row["entity_id"]) == (ns, entity_id):  # another key only on a hash collision
+                self._measure(1, before)
+                return row_to_event(row)
         self._measure(0, before)
         return None
 
     def history(self, ns: str, entity_id: str) -> list[Event]:
+        view = self._view
+        if view.probe is None:
+            return self._sql.history(ns, entity_id)
         before = self._store.stats.snapshot()
-        with self._lock:
-            index = self._index
-            lo, hi = index.run(ns, entity_id)
-            wanted: dict[tuple[int, int], list[int]] = defaultdict(list)
-            for i in range(lo, hi):
-                wanted[(int(index.file[i]), int(index.row_group[i]))].append(int(index.row[i]))
-            events: list[Event] = []
-            for (file_no, group_no), rows in sorted(wanted.items()):
-                group = self._fetch_group(file_no, group_no)
-                picked = group.take(pa.array(np.array(rows, dtype=np.int64))).select(list(FIELDS)).to_pylist()
-                events.extend(row_to_event(r) for r in picked if (r["entity_ns"], r["entity_id"]) == (ns, entity_id))
+        wanted: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for _, number, group_no, row_no in self._entries(view, ns, entity_id):
+            wanted[(number, group_no)].append(row_no)
+        events: list[Event] = []
+        for (number, group_no), rows in sorted(wanted.items()):
+            group = self._fetch_group(view, number, group_no)
+            picked = group.take(pa.array(np.array(rows, dtype=np.int64))).select(list(FIELDS)).to_pylist()
+            events.extend(row_to_event(r) for r in picked if (r["entity_ns"], r["entity_id"]) == (ns, entity_id))
         events.sort(key=lambda e: (e.ts, e.version, e.event_id))
         self._measure(len(events), before)
         return events
@@ -159,8 +233,13 @@ class LakeIndexedEngine:
 
     def search(self, query: str, limit: int = 10, ns: str | None = None) -> list[SearchHit]:
         check_limit(limit)
+        view = self._view
+        if view.snapshot_id is not None and view.fts_manifest is None:
+            return self._sql.search(query, limit, ns)
         with self._lock:
-            hits = self._fts.search(query_terms(query), limit, ns)
+            if view.fts_manifest is not None:
+                self._fts.open(view.fts_manifest)
+            hits = self._fts.search(query_terms(query), limit, ns) if view.fts_manifest is not None else []
         self._stats = QueryStats(rows=len(hits))
         return [SearchHit(h.ns, h.entity_id, h.event_id, h.title, h.score) for h in hits]
 
@@ -181,4 +260,6 @@ class LakeIndexedEngine:
         return self._sql.sql(query, params)
 
     def close(self) -> None:
-        self._sql.close()
+        if self._sql_engine is not None:
+            self._sql_engine.close()
+        self._fts.close()

@@ -1,34 +1,40 @@
-"""The full-text index: tantivy, over the latest version of every live entity, kept in the object store.
+"""The full-text index: tantivy, over the latest version of every entity, written by the writers.
 
 As Quickwit does, the index lives beside the data: immutable segment files under
-``index/fts/files/`` and a manifest ``index/fts/manifest.json`` naming the current files, tantivy's
-``meta.json`` and the data files already indexed. A reader mirrors the files it lacks into a local
-cache folder and opens them there; an update indexes new data files, uploads the new segment
-files, then replaces the manifest (readers switch to a new index atomically).
+``<table>/index/fts/files/`` and, per version, a manifest ``<table>/index/fts/manifests/<ulid>.json``
+naming its files and tantivy's ``meta.json``. The manifest a snapshot reads is named in that
+snapshot's summary (``lakebench.index.fts``), set by the same Iceberg commit that adds the data:
+the commit is the compare-and-swap between writers, so two writers never lose each other's
+updates (the loser of a commit race re-applies its documents on the winner's index), and readers
+keep reading the previous version, whose files stay, while a new one is written.
+
+Updates are incremental: a document carries its event's (ts, version, event_id); a newer event of
+an entity replaces it, an older one (arriving late) is ignored, and a delete leaves a tombstone
+with no text, so that a late older event does not bring a deleted entity back.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from collections.abc import Iterable
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 import tantivy
+from ulid import ULID
 
-from lakebench.core.errors import ObjectNotFound
 from lakebench.core.text import TOKEN_PATTERN
 from lakebench.storage import ObjectStore
 
-PREFIX = "index/fts/"
-MANIFEST = f"{PREFIX}manifest.json"
+SUMMARY_KEY = "lakebench.index.fts"
 TOKENIZER = "lakebench"
 _LOCAL_ONLY = {"meta.json", ".managed.json", ".tantivy-meta.lock", ".tantivy-writer.lock"}
+_LOOKUP_CHUNK = 20_000  # keys a term-set query
 
 
 def _schema() -> tantivy.Schema:
@@ -38,6 +44,8 @@ def _schema() -> tantivy.Schema:
     builder.add_bytes_field("id", stored=True, indexed=False)
     builder.add_bytes_field("event_id", stored=True, indexed=False)
     builder.add_bytes_field("title", stored=True, indexed=False)
+    builder.add_integer_field("ts", stored=True, indexed=False)
+    builder.add_integer_field("version", stored=True, indexed=False)
     builder.add_text_field("text", stored=False, tokenizer_name=TOKENIZER, index_option="freq")
     return builder.build()
 
@@ -57,21 +65,6 @@ def default_cache_dir(lake_url: str) -> Path:
 
 
 @dataclass(frozen=True, slots=True)
-class Doc:
-    """The latest live version of an entity, as the index holds it."""
-
-    ns: str
-    entity_id: str
-    event_id: str
-    title: str | None
-    text: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.ns}\x1f{self.entity_id}"
-
-
-@dataclass(frozen=True, slots=True)
 class Hit:
     ns: str
     entity_id: str
@@ -80,89 +73,202 @@ class Hit:
     score: float
 
 
-class FullTextIndex:
-    def __init__(self, store: ObjectStore, cache_dir: Path) -> None:
+def latest_docs(table: pa.Table) -> pa.Table:
+    """Each entity's latest event in ``table`` (by ts, version, event_id), with its document text."""
+    if table.num_rows == 0:
+        return pa.table(
+            {c: [] for c in ("entity_ns", "entity_id", "event_id", "ts", "version", "type", "title", "text")}
+        )
+    order = pc.sort_indices(
+        table,
+        sort_keys=[
+            ("entity_ns", "ascending"),
+            ("entity_id", "ascending"),
+            ("ts", "descending"),
+            ("version", "descending"),
+            ("event_id", "descending"),
+        ],
+    )
+    keys = pc.binary_join_element_wise(
+        table["entity_ns"], table["entity_id"], pa.scalar("\x1f", table.schema.field("entity_ns").type)
+    ).take(order)
+    keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+    first = pc.invert(pc.equal(keys[1:], keys[:-1])) if len(keys) > 1 else pa.array([], pa.bool_())
+    starts = pc.filter(
+        order,
+        pa.concat_arrays([pa.array([True]), first.combine_chunks() if isinstance(first, pa.ChunkedArray) else first]),
+    )
+    picked = table.take(starts)
+    empty = pa.scalar("", picked.schema.field("entity_ns").type)
+    text = pc.binary_join_element_wise(
+        pc.fill_null(picked["title"], empty), pc.fill_null(picked["body"], empty), pa.scalar(" ", empty.type)
+    )
+    return pa.table(
+        {
+            "entity_ns": picked["entity_ns"],
+            "entity_id": picked["entity_id"],
+            "event_id": picked["event_id"],
+            "ts": pc.cast(picked["ts"], pa.int64()),
+            "version": picked["version"],
+            "type": picked["type"],
+            "title": picked["title"],
+            "text": text,
+        }
+    )
+
+
+def _open(folder: Path) -> tantivy.Index:
+    index = tantivy.Index(SCHEMA, path=str(folder))
+    index.register_tokenizer(TOKENIZER, _analyzer())
+    index.reload()
+    return index
+
+
+def _mirror(store: ObjectStore, prefix: str, manifest: dict[str, object] | None, folder: Path, pool: Path) -> None:
+    """Make ``folder`` hold exactly the manifest's index, fetching from the store only the files
+    ``pool`` (a local cache of immutable segment files) lacks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pool.mkdir(parents=True, exist_ok=True)
+    wanted = set(manifest["files"]) if manifest else set()  # type: ignore[call-overload]
+    for name in os.listdir(folder):
+        if name not in wanted and name not in _LOCAL_ONLY:
+            (folder / name).unlink()
+    for name in sorted(wanted - set(os.listdir(folder))):
+        cached = pool / name
+        if not cached.exists():
+            part = pool / f".{name}.{os.getpid()}.part"
+            part.write_bytes(store.get(f"{prefix}/fts/files/{name}"))
+            part.replace(cached)
+        os.link(cached, folder / name)
+    meta = folder / "meta.json"
+    if manifest is None:
+        meta.unlink(missing_ok=True)
+        (folder / ".managed.json").unlink(missing_ok=True)
+    else:
+        meta.write_text(str(manifest["meta"]))
+
+
+def _load_manifest(store: ObjectStore, key: str | None) -> dict[str, object] | None:
+    return orjson.loads(store.get(key)) if key else None
+
+
+class FullTextWriter:
+    """A writer's working copy of the index: brought to a snapshot's version, updated, published."""
+
+    def __init__(self, store: ObjectStore, prefix: str) -> None:
         self.store = store
-        self.cache_dir = cache_dir
-        self.manifest: dict[str, Any] = {"generation": 0, "files": [], "meta": None, "indexed": []}
+        self.prefix = prefix
+        self._work = Path(tempfile.mkdtemp(prefix="lakebench-fts-writer-"))
+        self._folder = self._work / "index"
+        self._pool = self._work / "pool"
+        self._base: str | None = "unset"
+        self._published: set[str] = set()
         self._index: tantivy.Index | None = None
 
-    @property
-    def indexed(self) -> set[str]:
-        return set(self.manifest["indexed"])
-
-    def sync(self) -> None:
-        """Mirror the stored index into the cache folder and open it."""
-        try:
-            manifest = json.loads(self.store.get(MANIFEST))
-        except ObjectNotFound:
-            manifest = {"generation": 0, "files": [], "meta": None, "indexed": []}
-        if self._index is not None and manifest["generation"] == self.manifest["generation"]:
+    def begin(self, manifest_key: str | None) -> None:
+        """Start from the version ``manifest_key`` names (None: an empty index)."""
+        if self._index is not None and manifest_key == self._base:
             return
-        self.manifest = manifest
-        self._mirror()
+        manifest = _load_manifest(self.store, manifest_key)
+        _mirror(self.store, self.prefix, manifest, self._folder, self._pool)
+        self._published = set(manifest["files"]) if manifest else set()  # type: ignore[call-overload]
+        self._index = _open(self._folder)
+        self._base = manifest_key
 
-    def _mirror(self) -> None:
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        wanted = set(self.manifest["files"])
-        for name in os.listdir(self.cache_dir):
-            if name not in wanted and name not in _LOCAL_ONLY:
-                (self.cache_dir / name).unlink()
-        for name in wanted - set(os.listdir(self.cache_dir)):
-            (self.cache_dir / name).write_bytes(self.store.get(f"{PREFIX}files/{name}"))
-        meta = self.cache_dir / "meta.json"
-        if self.manifest["meta"] is None:
-            meta.unlink(missing_ok=True)
-            (self.cache_dir / ".managed.json").unlink(missing_ok=True)
-        else:
-            meta.write_text(self.manifest["meta"])
-        self._index = tantivy.Index(SCHEMA, path=str(self.cache_dir))
-        self._index.register_tokenizer(TOKENIZER, _analyzer())
-        self._index.reload()
-
-    def update(self, removed_keys: Iterable[str], docs: Iterable[Doc], indexed_files: Iterable[str]) -> int:
-        """Replace the docs of changed entities, upload the new segments, then the manifest."""
-        if self._index is None:
-            self.sync()
-        assert self._index is not None
-        writer = self._index.writer(heap_size=128_000_000, num_threads=1)
-        count = 0
-        for key in removed_keys:
+    def apply(self, docs: pa.Table) -> int:
+        """Bring the index up to ``docs`` (one row per entity, see ``latest_docs``); the number of
+        documents replaced or added."""
+        assert self._index is not None, "begin() first"
+        self._base = None  # the working copy no longer equals a stored version
+        rows = docs.to_pylist()
+        current = self._current([f"{r['entity_ns']}\x1f{r['entity_id']}" for r in rows])
+        writer = self._index.writer(heap_size=64_000_000, num_threads=1)
+        changed = 0
+        for r in rows:
+            key = f"{r['entity_ns']}\x1f{r['entity_id']}"
+            mine = (int(r["ts"]), int(r["version"]), r["event_id"])
+            held = current.get(key)
+            if held is not None and held >= mine:
+                continue
             writer.delete_documents_by_term("key", key)
-        for doc in docs:
-            writer.delete_documents_by_term("key", doc.key)
+            deleted = r["type"] == "delete"
             writer.add_document(
                 tantivy.Document(
-                    key=doc.key,
-                    ns=doc.ns,
-                    id=doc.entity_id.encode(),
-                    event_id=doc.event_id.encode(),
-                    title=(doc.title or "").encode(),
-                    text=doc.text,
+                    key=key,
+                    ns=r["entity_ns"],
+                    id=r["entity_id"].encode("utf-8", "surrogatepass"),
+                    event_id=r["event_id"].encode(),
+                    title=("" if deleted else r["title"] or "").encode("utf-8", "surrogatepass"),
+                    ts=mine[0],
+                    version=mine[1],
+                    text="" if deleted else r["text"],
                 )
             )
-            count += 1
+            changed += 1
         writer.commit()
         writer.wait_merging_threads()
-        files = sorted(n for n in os.listdir(self.cache_dir) if n not in _LOCAL_ONLY and not n.startswith("."))
-        for name in set(files) - set(self.manifest["files"]):
-            self.store.put_bytes(f"{PREFIX}files/{name}", (self.cache_dir / name).read_bytes())
-        self.manifest = {
-            "generation": int(self.manifest["generation"]) + 1,
-            "files": files,
-            "meta": (self.cache_dir / "meta.json").read_text(),
-            "indexed": sorted(self.indexed | set(indexed_files)),
-        }
-        self.store.put_bytes(MANIFEST, json.dumps(self.manifest).encode())
         self._index.reload()
-        return count
+        return changed
 
-    def forget(self, data_keys: set[str]) -> None:
-        """Data files that left the table (compaction): drop them from the manifest's list."""
-        self.manifest["indexed"] = sorted(self.indexed - data_keys)
+    def _current(self, keys: list[str]) -> dict[str, tuple[int, int, str]]:
+        """What the index holds for these keys: (ts, version, event_id) of each one's document."""
+        assert self._index is not None
+        searcher = self._index.searcher()
+        held: dict[str, tuple[int, int, str]] = {}
+        if searcher.num_docs == 0:
+            return held
+        for i in range(0, len(keys), _LOOKUP_CHUNK):
+            chunk = keys[i : i + _LOOKUP_CHUNK]
+            result = searcher.search(tantivy.Query.term_set_query(SCHEMA, "key", chunk), len(chunk) + 1)
+            for _, address in result.hits:
+                doc = searcher.doc(address)
+                key = f"{doc['ns'][0]}\x1f{bytes(doc['id'][0]).decode('utf-8', 'surrogatepass')}"
+                held[key] = (int(doc["ts"][0]), int(doc["version"][0]), bytes(doc["event_id"][0]).decode())
+        return held
+
+    def publish(self) -> str:
+        """Upload the files the store lacks, then a new manifest; its key."""
+        files = sorted(n for n in os.listdir(self._folder) if n not in _LOCAL_ONLY and not n.startswith("."))
+        for name in sorted(set(files) - self._published):
+            self.store.put_bytes(f"{self.prefix}/fts/files/{name}", (self._folder / name).read_bytes())
+        self._published |= set(files)
+        manifest = {"files": files, "meta": (self._folder / "meta.json").read_text()}
+        key = f"{self.prefix}/fts/manifests/{ULID()}.json"
+        self.store.put_bytes(key, orjson.dumps(manifest))
+        self._base = key
+        return key
+
+    def close(self) -> None:
+        self._index = None
+        shutil.rmtree(self._work, ignore_errors=True)
+
+
+class FullTextReader:
+    """A reader's copy of one stored version, mirrored into a local cache folder (never the lake)."""
+
+    def __init__(self, store: ObjectStore, prefix: str, cache_dir: Path) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.cache_dir = cache_dir
+        self.manifest_key: str | None = None
+        self._index: tantivy.Index | None = None
+        self._folder: Path | None = None
+
+    def open(self, manifest_key: str) -> None:
+        if manifest_key == self.manifest_key and self._index is not None:
+            return
+        manifest = _load_manifest(self.store, manifest_key)
+        name = hashlib.sha256(manifest_key.encode()).hexdigest()[:16]
+        folder = self.cache_dir / "versions" / f"{name}-{os.getpid()}"
+        _mirror(self.store, self.prefix, manifest, folder, self.cache_dir / "pool")
+        index = _open(folder)
+        old = self._folder
+        self._index, self._folder, self.manifest_key = index, folder, manifest_key
+        if old is not None and old != folder:
+            shutil.rmtree(old, ignore_errors=True)
 
     def search(self, terms: list[str], limit: int, ns: str | None = None) -> list[Hit]:
-        if self._index is None or not terms or self.manifest["meta"] is None:
+        if self._index is None or not terms:
             return []
         clauses = [(tantivy.Occur.Must, tantivy.Query.term_query(SCHEMA, "text", t)) for t in terms]
         if ns is not None:
@@ -172,11 +278,11 @@ class FullTextIndex:
         hits = []
         for score, address in result.hits:
             doc = searcher.doc(address)
-            title = bytes(doc["title"][0]).decode()
+            title = bytes(doc["title"][0]).decode("utf-8", "surrogatepass")
             hits.append(
                 Hit(
                     ns=doc["ns"][0],
-                    entity_id=bytes(doc["id"][0]).decode(),
+                    entity_id=bytes(doc["id"][0]).decode("utf-8", "surrogatepass"),
                     event_id=bytes(doc["event_id"][0]).decode(),
                     title=title or None,
                     score=float(score),
@@ -184,8 +290,8 @@ class FullTextIndex:
             )
         return sorted(hits, key=lambda h: (-h.score, h.ns, h.entity_id))
 
-
-def docs_from_file(data: bytes) -> pa.Table:
-    """The columns the index needs from one data file."""
-    columns = ["entity_ns", "entity_id", "event_id", "ts", "version", "type", "title", "body"]
-    return pq.read_table(pa.BufferReader(data), columns=columns)
+    def close(self) -> None:
+        self._index = None
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None

@@ -1,140 +1,202 @@
-"""The key index: (entity_ns, entity_id) -> the row groups and rows that hold the entity's events.
+"""The key index: (entity_ns, entity_id) -> the file, row group and row of each of the entity's events.
 
-One segment per data file, built from the file's key columns and stored beside the lake as
-``index/keys/<data file path>.npz``; an engine loads the segments of the live files and merges
-them in memory into arrays sorted by (key hash, ts, version, event_id), so the last entry of a
-key's run is its latest event and a key that is absent costs no request at all.
+Written by the writer that writes the data, never by a reader:
+
+- a **segment** per data file (``<table>/index/keys/<data file>.seg``), published with the file:
+  fixed-width records sorted by (key hash, ts, version, event_id), cut into blocks of
+  ``BLOCK_RECORDS`` so that a reader fetches one block with one ranged GET;
+- a **directory** per commit (``<table>/index/keys/dir/<ulid>.npz``), named in the snapshot's
+  summary (``lakebench.index.keys``) by the same Iceberg commit that adds the files: for every
+  live file its segment's size, the first hash of each block (fences) and a Bloom filter of its
+  hashes. A reader loads the directory (one GET, about 2 bytes a key), asks the filters which
+  segments can hold a key, and fetches only those blocks — so opening does not grow with the
+  table, and a key that is absent usually costs no request at all.
+
+A snapshot and its directory always agree: a commit that adds or removes files writes a new
+directory from its parent's, on the fresh metadata of each commit attempt.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from lakebench.storage import ObjectStore
+SEGMENT_SUFFIX = ".v2.seg"
+BLOCK_RECORDS = 256  # records a block: 59 bytes each, ~15 KB a ranged GET
+BLOOM_BITS_PER_KEY = 16  # false positives ~0.05 % a segment: 2-3 stray blocks a lookup over 5,000 files
+BLOOM_HASHES = 11
+SUMMARY_KEY = "lakebench.index.keys"
 
-PREFIX = "index/keys/"
-SEGMENT_VERSION = 1
-_KEY_COLUMNS = ["entity_ns", "entity_id", "ts", "version", "event_id", "type"]
+RECORD = np.dtype(
+    [
+        ("hash", "<u8"),
+        ("ts", "<i8"),  # epoch microseconds
+        ("version", "<i8"),
+        ("event_id", "S26"),
+        ("deleted", "u1"),
+        ("row_group", "<u4"),
+        ("row", "<u4"),  # within its row group
+    ]
+)
 
 
 def key_hash(ns: str, entity_id: str) -> int:
-    digest = hashlib.blake2b(f"{ns}\x1f{entity_id}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return _hash_text(f"{ns}\x1f{entity_id}")
+
+
+def _hash_text(key: str) -> int:
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
 
-def segment_key(data_key: str) -> str:
-    return f"{PREFIX}{data_key}.v{SEGMENT_VERSION}.npz"
+def segment_key(index_prefix: str, data_key: str, data_prefix: str) -> str:
+    """Where a data file's segment lives: the same relative path under the index folder."""
+    relative = data_key[len(data_prefix) + 1 :] if data_key.startswith(data_prefix + "/") else data_key
+    return f"{index_prefix}/keys/data/{relative}{SEGMENT_SUFFIX}"
+
+
+def directory_folder(index_prefix: str) -> str:
+    return f"{index_prefix}/keys/dir/"
+
+
+# -- writing ----------------------------------------------------------------------------------------
+
+
+def build_records(table: pa.Table, group_rows: list[int]) -> np.ndarray:
+    """A written file's records, sorted, from its key columns (``table`` in the file's row order)."""
+    n = table.num_rows
+    records = np.zeros(n, RECORD)
+    if n == 0:
+        return records
+    keys = pc.binary_join_element_wise(table["entity_ns"], table["entity_id"], pa.scalar("\x1f", pa.large_string()))
+    encoded = pc.dictionary_encode(keys).combine_chunks()
+    per_key = np.fromiter(
+        (_hash_text(k) for k in encoded.dictionary.to_pylist()), dtype=np.uint64, count=len(encoded.dictionary)
+    )
+    records["hash"] = per_key[encoded.indices.to_numpy()]
+    records["ts"] = pc.cast(table["ts"], pa.int64()).to_numpy()
+    records["version"] = table["version"].to_numpy()
+    records["event_id"] = np.array(table["event_id"].to_pylist(), dtype="S26")
+    records["deleted"] = pc.equal(table["type"], "delete").to_numpy(zero_copy_only=False)
+    records["row_group"] = np.repeat(np.arange(len(group_rows), dtype=np.uint32), group_rows)
+    records["row"] = np.concatenate([np.arange(g, dtype=np.uint32) for g in group_rows])
+    return np.sort(records, order=["hash", "ts", "version", "event_id"], kind="stable")
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    """What the directory keeps of one segment."""
+
+    data_key: str
+    data_size: int
+    records: int
+    fences: np.ndarray  # uint64: the first hash of each block
+    bloom: np.ndarray  # uint8: the Bloom filter's bits
+
+
+_ROUNDS = np.arange(BLOOM_HASHES, dtype=np.uint64)
+
+
+def _bloom_positions(hashes: np.ndarray, bits: int) -> np.ndarray:
+    """Bit positions (len(hashes) x BLOOM_HASHES) by double hashing: h1 + i*h2 (mod 2^64) mod bits."""
+    h1 = hashes & np.uint64(0xFFFFFFFF)
+    h2 = (hashes >> np.uint64(32)) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        return (h1[:, None] + _ROUNDS[None, :] * h2[:, None]) % np.uint64(bits)
+
+
+def summarize(data_key: str, data_size: int, records: np.ndarray) -> SegmentInfo:
+    nbytes = max(8, -(-len(records) * BLOOM_BITS_PER_KEY // 8))
+    bloom = np.zeros(nbytes, np.uint8)
+    if len(records):
+        positions = _bloom_positions(records["hash"], nbytes * 8).ravel()
+        np.bitwise_or.at(
+            bloom, (positions >> np.uint64(3)).astype(np.int64), (1 << (positions & np.uint64(7))).astype(np.uint8)
+        )
+    fences = records["hash"][::BLOCK_RECORDS].copy()
+    return SegmentInfo(data_key, data_size, len(records), fences, bloom)
 
 
 @dataclass(slots=True)
-class Segment:
-    hashes: np.ndarray  # uint64
-    ts: np.ndarray  # int64 epoch microseconds
-    version: np.ndarray  # int64
-    event_id: np.ndarray  # S26
-    deleted: np.ndarray  # bool
-    row_group: np.ndarray  # uint32
-    row: np.ndarray  # uint32 (row within its row group)
+class Directory:
+    """Every live file's segment summary, as one commit published it."""
+
+    segments: list[SegmentInfo]
+
+    @property
+    def records(self) -> int:
+        return sum(s.records for s in self.segments)
+
+    def without(self, data_keys: Iterable[str]) -> Directory:
+        gone = set(data_keys)
+        return Directory([s for s in self.segments if s.data_key not in gone])
+
+    def plus(self, infos: Iterable[SegmentInfo]) -> Directory:
+        return Directory([*self.segments, *infos])
 
     def to_bytes(self) -> bytes:
+        files = [{"key": s.data_key, "size": s.data_size, "records": s.records} for s in self.segments]
         out = io.BytesIO()
-        np.savez(out, **{name: getattr(self, name) for name in self.__slots__})
+        np.savez(
+            out,
+            files=np.frombuffer(orjson.dumps(files), np.uint8),
+            fences=np.concatenate([s.fences for s in self.segments]) if self.segments else np.zeros(0, np.uint64),
+            fence_counts=np.array([len(s.fences) for s in self.segments], np.int64),
+            bloom=np.concatenate([s.bloom for s in self.segments]) if self.segments else np.zeros(0, np.uint8),
+            bloom_bytes=np.array([len(s.bloom) for s in self.segments], np.int64),
+        )
         return out.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Segment:
+    def from_bytes(cls, data: bytes) -> Directory:
         with np.load(io.BytesIO(data)) as arrays:
-            return cls(**{name: arrays[name] for name in cls.__slots__})
-
-
-def build_segment(data: bytes) -> Segment:
-    """A data file's segment, from its key columns."""
-    parquet = pq.ParquetFile(pa.BufferReader(data))
-    table = parquet.read(columns=_KEY_COLUMNS)
-    groups = [parquet.metadata.row_group(i).num_rows for i in range(parquet.metadata.num_row_groups)]
-    row_group = np.repeat(np.arange(len(groups), dtype=np.uint32), groups)
-    row = np.concatenate([np.arange(n, dtype=np.uint32) for n in groups]) if groups else np.zeros(0, np.uint32)
-    encoded = pc.dictionary_encode(
-        pc.binary_join_element_wise(table["entity_ns"], table["entity_id"], pa.scalar("\x1f", pa.large_string()))
-    ).combine_chunks()
-    per_key = np.array(
-        [
-            int.from_bytes(hashlib.blake2b(k.encode("utf-8"), digest_size=8).digest(), "little")
-            for k in encoded.dictionary.to_pylist()
-        ],
-        dtype=np.uint64,
-    )
-    ts = pc.cast(table["ts"], pa.int64()).to_numpy()
-    return Segment(
-        hashes=per_key[encoded.indices.to_numpy()],
-        ts=ts.astype(np.int64),
-        version=table["version"].to_numpy().astype(np.int64),
-        event_id=np.array(table["event_id"].to_pylist(), dtype="S26"),
-        deleted=pc.equal(table["type"], "delete").to_numpy(zero_copy_only=False),
-        row_group=row_group,
-        row=row,
-    )
-
-
-def load_or_build(store: ObjectStore, data_key: str) -> tuple[Segment, bytes | None]:
-    """A data file's segment from the store; built and stored when missing, in which case the data
-    file's bytes (one GET) come back too, for other indexes to reuse."""
-    from lakebench.core.errors import ObjectNotFound
-
-    try:
-        return Segment.from_bytes(store.get(segment_key(data_key))), None
-    except ObjectNotFound:
-        data = store.get(data_key)
-        segment = build_segment(data)
-        store.put_bytes(segment_key(data_key), segment.to_bytes())
-        return segment, data
-
-
-@dataclass(slots=True)
-class KeyIndex:
-    """Segments of the live files merged into one sorted run."""
-
-    hashes: np.ndarray
-    file: np.ndarray  # uint32 index into ``files``
-    row_group: np.ndarray
-    row: np.ndarray
-    deleted: np.ndarray
-    files: list[str]
-
-    @classmethod
-    def merge(cls, segments: dict[str, Segment]) -> KeyIndex:
-        files = sorted(segments)
-        if not files:
-            empty = np.zeros(0, np.uint64)
-            return cls(
-                empty, np.zeros(0, np.uint32), np.zeros(0, np.uint32), np.zeros(0, np.uint32), np.zeros(0, bool), []
-            )
-        parts = [segments[f] for f in files]
-        hashes = np.concatenate([s.hashes for s in parts])
-        ts = np.concatenate([s.ts for s in parts])
-        version = np.concatenate([s.version for s in parts])
-        event_id = np.concatenate([s.event_id for s in parts])
-        file = np.concatenate([np.full(len(s.hashes), i, np.uint32) for i, s in enumerate(parts)])
-        order = np.lexsort((event_id, version, ts, hashes))  # last key is primary
+            files = orjson.loads(arrays["files"].tobytes())
+            fences = np.split(arrays["fences"], np.cumsum(arrays["fence_counts"])[:-1]) if files else []
+            blooms = np.split(arrays["bloom"], np.cumsum(arrays["bloom_bytes"])[:-1]) if files else []
         return cls(
-            hashes=hashes[order],
-            file=file[order],
-            row_group=np.concatenate([s.row_group for s in parts])[order],
-            row=np.concatenate([s.row for s in parts])[order],
-            deleted=np.concatenate([s.deleted for s in parts])[order],
-            files=files,
+            [
+                SegmentInfo(f["key"], int(f["size"]), int(f["records"]), fence, bloom)
+                for f, fence, bloom in zip(files, fences, blooms, strict=True)
+            ]
         )
 
-    def run(self, ns: str, entity_id: str) -> tuple[int, int]:
-        """[lo, hi) of the entries whose key hash matches, oldest first."""
-        h = np.uint64(key_hash(ns, entity_id))
-        lo = int(np.searchsorted(self.hashes, h, "left"))
-        hi = int(np.searchsorted(self.hashes, h, "right"))
-        return lo, hi
+
+# -- reading ------------------------------------------------------------------------------------------
+
+
+class Probe:
+    """A directory, laid out for asking which segments may hold a key (all filters at once)."""
+
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
+        segments = directory.segments
+        self.keys = [s.data_key for s in segments]
+        self.bloom = np.concatenate([s.bloom for s in segments]) if segments else np.zeros(0, np.uint8)
+        sizes = np.array([len(s.bloom) for s in segments], np.int64)
+        self.bloom_start = (np.cumsum(sizes) - sizes) * 8  # in bits
+        self.bloom_bits = (sizes * 8).astype(np.uint64)
+
+    def candidates(self, h: int) -> np.ndarray:
+        """Numbers of the segments whose filter admits the hash."""
+        if not self.keys:
+            return np.zeros(0, np.int64)
+        with np.errstate(over="ignore"):
+            sequence = np.uint64(h & 0xFFFFFFFF) + _ROUNDS * (np.uint64(h >> 32) | np.uint64(1))
+        bits = (sequence[None, :] % self.bloom_bits[:, None]).astype(np.int64) + self.bloom_start[:, None]
+        present = (self.bloom[bits >> 3] >> (bits & 7).astype(np.uint8)) & 1
+        return np.flatnonzero(present.all(axis=1))
+
+
+def block_span(fences: np.ndarray, h: int) -> tuple[int, int]:
+    """[first, last] blocks that can hold records of hash ``h``."""
+    hv = np.uint64(h)
+    first = max(0, int(np.searchsorted(fences, hv, "left")) - 1)
+    last = max(first, int(np.searchsorted(fences, hv, "right")) - 1)
+    return first, last

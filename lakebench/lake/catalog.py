@@ -13,8 +13,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, TypeVar
 
 from lakebench.core.config import Settings
-from lakebench.core.errors import ConfigError, TransientError
-from lakebench.lake.schema import IDENTIFIER, NAMESPACE, SCHEMA, SORT_ORDER
+from lakebench.core.errors import ConfigError, StorageError, TransientError
 from lakebench.storage import ObjectStore, open_store
 
 if TYPE_CHECKING:
@@ -36,6 +35,10 @@ TABLE_PROPERTIES = {
     # Keep the metadata folder from growing without bound: old metadata.json files are deleted.
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "50",
+    # lakebench's writers retry a lost commit race themselves, on fresh metadata, re-checking their
+    # preconditions and rebuilding the snapshot's indexes; pyiceberg's own retry would re-apply the
+    # same snapshot on another parent, with preconditions and indexes made for the old one.
+    "commit.retry.num-retries": "0",
 }
 
 
@@ -69,19 +72,28 @@ class Lake:
                     f"the lake {folder} is a file, not a folder; pass --lake a folder or s3://bucket/prefix"
                 )
         self.store: ObjectStore = open_store(self.url, settings.s3)
+        if settings.read_only:
+            from lakebench.storage.readonly import ReadOnlyStore
+
+            self.store = ReadOnlyStore(self.store)
 
     @property
     def _sqlite_file(self) -> str | None:
         url = self.settings.catalog_url
         return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
 
-    def _no_table(self, why: str) -> ConfigError:
+    def no_table(self, why: str) -> ConfigError:
         """The error of a read on a lake that holds no table — once the store has shown it can be
         reached (a missing bucket or an endpoint out of reach says so, not 'write some events')."""
         next(iter(self.store.list("events/metadata/")), None)
         return ConfigError(
             f"no events table in {self.url} ({why}); write some events first: lakebench generate / lakebench ingest"
         )
+
+    @property
+    def catalog_label(self) -> str:
+        """The catalog's URL, its password hidden."""
+        return redact_url(self.settings.catalog_url)
 
     @property
     def is_rest(self) -> bool:
@@ -127,14 +139,17 @@ class Lake:
         """The events table, created on first use."""
         from pyiceberg.exceptions import NoSuchTableError
 
+        from lakebench.lake.schema import IDENTIFIER, NAMESPACE, SCHEMA, SORT_ORDER
+
+        create = create and not self.settings.read_only
         sqlite = self._sqlite_file
         if not create and sqlite is not None and not os.path.exists(sqlite):  # a reader creates no catalog
-            raise self._no_table(f"no catalog at {sqlite}")
+            raise self.no_table(f"no catalog at {sqlite}")
         try:
             return self.catalog.load_table(IDENTIFIER)
         except NoSuchTableError:
             if not create:
-                raise self._no_table(f"catalog {redact_url(self.settings.catalog_url)}") from None
+                raise self.no_table(f"catalog {redact_url(self.settings.catalog_url)}") from None
         location = None if self.is_rest else self.table_location  # a REST catalog places its tables
         if location is not None:
             self._refuse_foreign_table(location)
@@ -160,8 +175,11 @@ class Lake:
     @cached_property
     def data_prefix(self) -> str:
         """The object-store prefix (no trailing slash) of the table's data files."""
-        location = self.table().location().rstrip("/")
-        key = self.key_of(location + "/data")
+        return self.data_prefix_at(self.table().location())
+
+    def data_prefix_at(self, table_location: str) -> str:
+        """The data prefix of the table at ``table_location``."""
+        key = self.key_of(table_location.rstrip("/") + "/data")
         return key if not key.startswith(("s3://", "file://", "gs://", "abfs")) else DATA_PREFIX
 
     def _refuse_foreign_table(self, location: str) -> None:
@@ -202,9 +220,14 @@ class Lake:
         """
         from pyiceberg.exceptions import CommitFailedException
 
+        if self.settings.read_only:  # pyiceberg writes metadata through its own FileIO: refuse here
+            raise StorageError(f"refused the {what}: the lake was opened read-only (LAKEBENCH_READ_ONLY)")
         for n in range(1, attempts + 1):
             try:
-                return attempt(self.table())
+                table = self.table()
+                # A table created before lakebench set this property gets it with this commit.
+                table.metadata.properties["commit.retry.num-retries"] = "0"
+                return attempt(table)
             except CommitFailedException as exc:
                 if n == attempts:
                     raise TransientError(f"{what} lost {n} commit races with other writers: {exc}") from exc

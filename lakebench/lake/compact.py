@@ -5,6 +5,10 @@ Readers are never blocked and never see a partial state: merged files are writte
 first, then one Iceberg overwrite commit swaps them for the small ones; files are deleted only
 once no retained snapshot references them and they are older than a grace period.
 
+Each merged file's key segment is written with it, and the overwrite commit publishes the new key
+directory (the merged segments in, the old ones out); the full-text index is unchanged by a
+merge (no entity's newest event changes), so the commit carries its parent's forward.
+
 Duplicates (one event committed twice: by two pipeline processes, or a retry older than a
 pipeline's dedupe window) are found across the whole table from the ``event_id`` column of every
 live file; each file holding a copy that is not the one kept is rewritten, whatever its size.
@@ -25,6 +29,7 @@ import pyarrow.parquet as pq
 from ulid import ULID
 
 from lakebench.core.errors import TransientError
+from lakebench.index.publish import FileIndex, IndexWriter
 from lakebench.storage.parquet_io import read_column
 from lakebench.lake.catalog import Lake
 from lakebench.lake.parquet import ParquetOptions, write_events_parquet
@@ -117,9 +122,15 @@ def _read(lake: Lake, data_file: DataFile) -> pa.Table:
 
 
 def _merge(
-    lake: Lake, group: list[DataFile], drops: dict[str, set[str]], options: CompactOptions, report: CompactReport
-) -> str:
-    """Read a group, drop duplicate event ids, sort by key, write and publish one file; its key."""
+    lake: Lake,
+    group: list[DataFile],
+    drops: dict[str, set[str]],
+    options: CompactOptions,
+    report: CompactReport,
+    indexes: IndexWriter,
+) -> tuple[str, FileIndex]:
+    """Read a group, drop duplicate event ids, sort by key, write and publish one file (and its key
+    segment); its key."""
     parts = []
     for data_file in group:
         part = _read(lake, data_file)
@@ -142,14 +153,18 @@ def _merge(
     key = f"{_folder(_key_of(lake, group[0]))}/{ULID()}.parquet"
     staging = lake.store.staging_path(".parquet")
     try:
-        write_events_parquet(table.take(sort_indices(table)), staging, options.parquet, presorted=True)
+        rows = table.take(sort_indices(table))
+        stats = write_events_parquet(rows, staging, options.parquet, presorted=True)
+        metadata = pq.read_metadata(staging)
+        groups = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+        index = indexes.prepare_file(key, stats.bytes, rows, groups, documents=False)
         lake.store.publish_file(key, staging)
     finally:
         staging.unlink(missing_ok=True)
-    return key
+    return key, index
 
 
-def _commit(lake: Lake, old: list[DataFile], new_keys: list[str]) -> int:
+def _commit(lake: Lake, old: list[DataFile], new_keys: list[str], indexes: IndexWriter, added: list[FileIndex]) -> int:
     from pyiceberg.io.pyarrow import parquet_file_to_data_file
 
     old_paths = {str(f.file_path) for f in old}
@@ -159,8 +174,9 @@ def _commit(lake: Lake, old: list[DataFile], new_keys: list[str]) -> int:
         if not old_paths <= live.keys():
             raise TransientError("another compaction replaced some of these files first; run compact again")
         new_files = [parquet_file_to_data_file(table.io, table.metadata, lake.store.url_for(k)) for k in new_keys]
+        props = {"lakebench.operation": "compact"}
+        props |= indexes.properties(table, added, removed=[lake.key_of(p) for p in old_paths])
         with table.transaction() as tx:
-            props = {"lakebench.operation": "compact"}
             with tx.update_snapshot(snapshot_properties=props).overwrite() as overwrite:
                 for path in old_paths:
                     overwrite.delete_data_file(live[path])
@@ -230,12 +246,16 @@ def compact(lake: Lake, options: CompactOptions = CompactOptions()) -> CompactRe
             by_folder[_folder(_key_of(lake, f))].append(f)
     old: list[DataFile] = []
     new_keys: list[str] = []
+    added: list[FileIndex] = []
+    indexes = IndexWriter(lake)
     for group_files in by_folder.values():
         for group in _bins(group_files, options.target_file_bytes, set(drops)):
-            new_keys.append(_merge(lake, group, drops, options, report))
+            key, index = _merge(lake, group, drops, options, report, indexes)
+            new_keys.append(key)
+            added.append(index)
             old.extend(group)
     if old:
-        report.snapshot_id = _commit(lake, old, new_keys)
+        report.snapshot_id = _commit(lake, old, new_keys, indexes, added)
         report.merged_files, report.written_files = len(old), len(new_keys)
     table = lake.table()
     report.expired_snapshots = expire_snapshots(table, options)

@@ -15,6 +15,9 @@ from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
 
 from lakebench.core.models import FIELDS, Event
+from lakebench.lake.rows import arrow_to_events, row_to_event
+
+__all__ = ["ARROW_SCHEMA", "SCHEMA", "SORT_ORDER", "arrow_to_events", "events_to_arrow", "row_to_event"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NAMESPACE = "lakebench"
@@ -90,29 +93,3 @@ def sort_indices(table: pa.Table) -> pa.Array:
 
 def sort_for_lookup(table: pa.Table) -> pa.Table:
     return table if table.num_rows <= 1 else table.take(sort_indices(table))
-
-
-def row_to_event(row: Sequence[Any] | dict[str, Any]) -> Event:
-    """An Event from a result row in FIELDS order (tuple) or a mapping of column names."""
-    values = row if isinstance(row, dict) else dict(zip(FIELDS, row, strict=True))
-    ts = values["ts"]
-    if isinstance(ts, int):  # epoch microseconds
-        ts = _EPOCH + timedelta(microseconds=ts)
-    elif isinstance(ts, datetime):
-        ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-    attributes = values["attributes"]
-    return Event(
-        event_id=values["event_id"],
-        entity_ns=values["entity_ns"],
-        entity_id=values["entity_id"],
-        ts=ts,
-        type=values["type"],
-        title=values["title"],
-        body=values["body"],
-        version=int(values["version"]),
-        attributes=orjson.loads(attributes) if attributes else {},
-    )
-
-
-def arrow_to_events(table: pa.Table) -> list[Event]:
-    return [row_to_event(r) for r in table.select(list(FIELDS)).to_pylist()]

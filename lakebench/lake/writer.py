@@ -4,6 +4,10 @@ A reader never sees a partial file: each file is built on local disk, published 
 a completed S3 upload), and only then referenced by a commit. A crash before the commit leaves
 unreferenced files, which no reader sees (``lakebench compact`` removes them later).
 
+Each file's key segment and newest documents are prepared beside it (``index/publish.py``) and
+the commit publishes the snapshot's key directory and full-text version with the files: readers
+never build or write an index.
+
 A commit can carry table properties in the same atomic transaction (the pipeline records its
 write-ahead-log offset there) and a precondition checked on fresh metadata before every attempt,
 so a retried or replayed commit is applied at most once.
@@ -19,9 +23,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from ulid import ULID
 
 from lakebench.core.models import Event
+from lakebench.index.publish import FileIndex, IndexWriter, discard
 from lakebench.lake.catalog import Lake
 from lakebench.lake.known import KnownIds
 from lakebench.lake.layouts import FlatLayout, Layout
@@ -40,6 +46,7 @@ class WriterOptions:
     min_parallel_bytes: int = 8 << 20  # split a batch into parallel key-range files only above this size
     threads: int = max(1, min(4, os.cpu_count() or 1))
     parquet: ParquetOptions = ParquetOptions()
+    index: bool = True  # write the key and full-text indexes with the data (readers never build them)
 
 
 @dataclass(slots=True)
@@ -47,6 +54,7 @@ class WrittenFile:
     key: str
     url: str
     stats: FileStats
+    index: FileIndex | None = None
 
 
 @dataclass(slots=True)
@@ -73,6 +81,7 @@ class LakeWriter:
         self.lake = lake
         self.options = options
         self.layout = layout or FlatLayout()
+        self.indexes = IndexWriter(lake) if options.index else None
 
     def write(
         self,
@@ -111,7 +120,20 @@ class LakeWriter:
     ) -> WriteResult:
         """Write and publish the files, without committing them (skipping ``known`` ids, when given)."""
         result = WriteResult()
+        try:
+            return self._write_files(events, result, progress, names, known)
+        except BaseException:
+            discard(f.index for f in result.files if f.index is not None)
+            raise
 
+    def _write_files(
+        self,
+        events: Iterable[Event],
+        result: WriteResult,
+        progress: Callable[[int], None] | None,
+        names: NameFn,
+        known: KnownIds | None,
+    ) -> WriteResult:
         def submit(batch: list[Event], size: int) -> list[Future[WrittenFile]]:
             if known is not None:
                 keep = known.new([e.event_id for e in batch])
@@ -181,11 +203,17 @@ class LakeWriter:
         store = self.lake.store
         staging = store.staging_path(".parquet")
         try:
-            stats = write_events_parquet(table.take(order), staging, self.options.parquet, presorted=True)
+            rows = table.take(order)
+            stats = write_events_parquet(rows, staging, self.options.parquet, presorted=True)
+            index = None
+            if self.indexes is not None:
+                metadata = pq.read_metadata(staging)
+                groups = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+                index = self.indexes.prepare_file(key, stats.bytes, rows, groups)
             store.publish_file(key, staging)
         finally:
             staging.unlink(missing_ok=True)
-        return WrittenFile(key=key, url=store.url_for(key), stats=stats)
+        return WrittenFile(key=key, url=store.url_for(key), stats=stats, index=index)
 
     def commit(
         self,
@@ -196,7 +224,8 @@ class LakeWriter:
         known: KnownIds | None = None,
     ) -> tuple[int, bool]:
         """Add the files (and set ``properties``) in one transaction; (snapshot id, whether we committed).
-        With ``known``, refuse when another writer committed some of the same events meanwhile."""
+        With ``known``, refuse when another writer committed some of the same events meanwhile.
+        The files' indexes are published by the same commit (its snapshot summary names them)."""
         snapshot_summary = {"lakebench.events": str(result.events), "lakebench.raw-bytes": str(result.raw_bytes)}
         snapshot_summary |= summary
         urls = [f.url for f in result.files]
@@ -207,12 +236,18 @@ class LakeWriter:
                 return (int(current.snapshot_id) if current else 0), False
             if known is not None:
                 known.check_commit(table)
+            summary_now = dict(snapshot_summary)
+            if self.indexes is not None and all(f.index is not None for f in result.files):
+                summary_now |= self.indexes.properties(table, [f.index for f in result.files if f.index is not None])
             with table.transaction() as tx:
                 if properties:
                     tx.set_properties(properties)
-                tx.add_files(urls, snapshot_properties=snapshot_summary, check_duplicate_files=False)
+                tx.add_files(urls, snapshot_properties=summary_now, check_duplicate_files=False)
             snapshot = table.current_snapshot()
             assert snapshot is not None
             return int(snapshot.snapshot_id), True
 
-        return self.lake.commit_with_retry(attempt, f"commit of {len(urls)} files")
+        try:
+            return self.lake.commit_with_retry(attempt, f"commit of {len(urls)} files")
+        finally:
+            discard(f.index for f in result.files if f.index is not None)

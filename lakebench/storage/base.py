@@ -87,3 +87,56 @@ class ObjectStore(Protocol):
 
 def join_key(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+
+class StoreWrapper:
+    """A store in front of another: every request passes ``check(kind, key)`` ("read" or "write")
+    first, then goes to ``inner``."""
+
+    inner: ObjectStore
+
+    def check(self, kind: str, key: str) -> None:
+        """Raise to refuse the request."""
+
+    @property
+    def root_url(self) -> str:
+        return self.inner.root_url
+
+    @property
+    def stats(self) -> RequestStats:
+        return self.inner.stats
+
+    def url_for(self, key: str) -> str:
+        return self.inner.url_for(key)
+
+    def staging_path(self, suffix: str = "") -> Path:
+        return self.inner.staging_path(suffix)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.check("write", key)
+        self.inner.put_bytes(key, data)
+
+    def publish_file(self, key: str, path: Path) -> None:
+        self.check("write", key)
+        self.inner.publish_file(key, path)
+
+    def get(self, key: str) -> bytes:
+        self.check("read", key)
+        return self.inner.get(key)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        self.check("read", key)
+        return self.inner.get_range(key, start, length)
+
+    def size(self, key: str) -> int:
+        return self.inner.size(key)
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(key)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def delete(self, key: str) -> None:
+        self.check("write", key)
+        self.inner.delete(key)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import io
 import struct
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,6 +27,9 @@ class RangeFile(io.RawIOBase):
         self._size = size
         self._ranges = sorted(ranges.items())
         self._pos = 0
+
+    def set_ranges(self, ranges: dict[int, bytes]) -> None:
+        self._ranges = sorted(ranges.items())
 
     def readable(self) -> bool:
         return True
@@ -64,9 +68,18 @@ class CachedFooter:
     footer_start: int
     footer: bytes
     metadata: pq.FileMetaData
+    _ranges: dict[int, tuple[int, int]] = field(default_factory=dict, repr=False, compare=False)
+    _reader: list[tuple[RangeFile, pq.ParquetFile]] = field(default_factory=list, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def row_group_range(self, index: int) -> tuple[int, int]:
         """(start, length) of a row group's column chunks."""
+        known = self._ranges.get(index)
+        if known is None:
+            known = self._ranges[index] = self._row_group_range(index)
+        return known
+
+    def _row_group_range(self, index: int) -> tuple[int, int]:
         group = self.metadata.row_group(index)
         starts, ends = [], []
         for j in range(group.num_columns):
@@ -81,9 +94,18 @@ class CachedFooter:
         return lo, max(ends) - lo
 
     def read_row_group(self, index: int, data: bytes, start: int) -> pa.Table:
-        source = RangeFile(self.size, {self.footer_start: self.footer, start: data})
-        parquet = pq.ParquetFile(source, metadata=self.metadata, pre_buffer=False)
-        return parquet.read_row_group(index, columns=list(FIELDS), use_threads=False)
+        """Decode a row group from its fetched bytes (one reader a file, reused: opening one costs
+        more than a small row group's decoding)."""
+        with self._lock:
+            if not self._reader:
+                source = RangeFile(self.size, {})
+                self._reader.append((source, pq.ParquetFile(source, metadata=self.metadata, pre_buffer=False)))
+            source, parquet = self._reader[0]
+            source.set_ranges({self.footer_start: self.footer, start: data})
+            try:
+                return parquet.read_row_group(index, columns=list(FIELDS), use_threads=False)
+            finally:
+                source.set_ranges({})
 
 
 def fetch_footer(store: ObjectStore, key: str, size: int) -> CachedFooter:

@@ -17,6 +17,7 @@ from lakebench.engines.base import QueryError
 from lakebench.engines.r2sql import R2SqlConfig, R2SqlEngine
 from lakebench.generate.importers import read_records
 from lakebench.generate.synthetic import GeneratorSpec, generate
+from lakebench.index.publish import build_indexes
 from lakebench.lake.catalog import Lake
 from lakebench.lake.compact import CompactOptions, compact
 from lakebench.lake.layouts import get_layout
@@ -142,21 +143,27 @@ def real_events(shared: Path, fmt: str) -> list[Event]:
 
 WRITERS = ("batch", "pipeline", "compacted")
 LAYOUTS = ("flat", "lookup", "hive-time")
-# The generated dataset on every writer x layout; the real files as the batch writer lays them out.
+# The generated dataset on every writer x layout; the real files as the batch writer lays them out;
+# a lake written without indexes (lake-indexed answers from the Parquet files) and the same lake
+# after `lakebench index build`.
 DATASETS = [
     "generated-batch-flat",
     *(f"generated-{w}-{layout}" for w in WRITERS for layout in LAYOUTS if (w, layout) != ("batch", "flat")),
+    "generated-unindexed-lookup",
+    "generated-rebuilt-hive-time",
     *REAL_FILES,
 ]
 
 
 def write_lake(lake: Lake, events: list[Event], writer: str, layout: str, state: Path) -> None:
     """Several commits and files, as each writer makes them: answers must span files and snapshots."""
-    if writer == "batch":
+    if writer in ("batch", "unindexed", "rebuilt"):
         half = len(events) // 2
-        options = WriterOptions(target_file_bytes=2_000_000)
+        options = WriterOptions(target_file_bytes=2_000_000, index=writer == "batch")
         LakeWriter(lake, options, get_layout(layout)).write(events[half:])
         LakeWriter(lake, options, get_layout(layout)).write(events[:half])
+        if writer == "rebuilt":
+            assert build_indexes(lake).segments_built > 0
         return
     pipeline = Pipeline(lake, PipelineConfig(state_dir=state, layout=layout, roll_interval_s=3600, idle_s=3600))
     pipeline.start()
@@ -195,6 +202,22 @@ def engine(request: pytest.FixtureRequest, dataset: tuple[Lake, Oracle]) -> Iter
     opened = open_engine(request.param, dataset[0])
     yield opened
     opened.close()
+
+
+def test_lake_indexed_reads_the_indexes_its_writer_wrote(
+    request: pytest.FixtureRequest, dataset: tuple[Lake, Oracle]
+) -> None:
+    """On every lake a lakebench writer indexed, lake-indexed answers through its indexes; on the
+    unindexed lake it says why not and what to run (the other tests check its answers there too)."""
+    engine = open_engine("lake-indexed", dataset[0])
+    try:
+        notices = engine.notices  # type: ignore[attr-defined]
+        if "unindexed" in request.node.callspec.id:
+            assert len(notices) == 2 and all("lakebench index build" in n for n in notices)
+        else:
+            assert notices == []
+    finally:
+        engine.close()
 
 
 def sample_keys(oracle: Oracle, n: int = 150) -> list[tuple[str, str]]:

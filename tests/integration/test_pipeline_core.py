@@ -171,29 +171,33 @@ def test_compaction_keeps_layout_folders_apart(lake: Lake, tmp_path: Path, make_
     assert folders == ["events/data/year=2025/month=10/day=05", "events/data/year=2025/month=10/day=06"]
 
 
-def test_indexes_are_updated_on_commit(lake: Lake, tmp_path: Path, make_event: MakeEvent) -> None:
-    from lakebench.engines.lake_indexed import LakeIndexedEngine
-    from lakebench.index.fulltext import MANIFEST
-    from lakebench.index.keys import segment_key
+def test_each_flush_commits_its_indexes_with_its_files(lake: Lake, tmp_path: Path, make_event: MakeEvent) -> None:
+    from dataclasses import replace
 
-    indexer = LakeIndexedEngine(lake, cache_dir=tmp_path / "indexer-cache")
+    from lakebench.engines.lake_indexed import LakeIndexedEngine
+    from lakebench.index import fulltext, keys
+    from lakebench.index.publish import summary_of
+
     pipeline = run_pipeline(lake, tmp_path, roll_interval_s=3600, idle_s=3600)
-    pipeline.hooks.flushed.append(lambda _events: indexer.refresh())
     try:
         pipeline.submit([make_event(entity_id="Fresh Page", body="quokka sightings")])
         pipeline.flush()
+        pipeline.submit([make_event(entity_id="Fresh Page", body="wombat sightings")])
+        pipeline.flush()
     finally:
         pipeline.stop()
-    data_files = [o.key for o in lake.store.list("events/data/")]
-    assert data_files and all(lake.store.exists(segment_key(k)) for k in data_files)
-    manifest = json.loads(lake.store.get(MANIFEST))
-    assert set(manifest["indexed"]) == set(data_files)
-    reader = LakeIndexedEngine(lake, cache_dir=tmp_path / "reader-cache")  # a fresh reader builds nothing
+    summary = summary_of(lake.table())
+    directory = keys.Directory.from_bytes(lake.store.get(summary[keys.SUMMARY_KEY]))
+    data_files = sorted(o.key for o in lake.store.list("events/data/"))
+    assert sorted(s.data_key for s in directory.segments) == data_files
+    assert all(lake.store.exists(keys.segment_key("events/index", k, "events/data")) for k in data_files)
+    reader = LakeIndexedEngine(Lake(replace(lake.settings, read_only=True)), cache_dir=tmp_path / "reader-cache")
     try:
-        assert [h.entity_id for h in reader.search("quokka", 5)] == ["Fresh Page"]
+        assert summary[fulltext.SUMMARY_KEY] and reader.notices == []
+        assert [h.entity_id for h in reader.search("wombat", 5)] == ["Fresh Page"]
+        assert reader.search("quokka", 5) == []  # the newer version replaced it
     finally:
         reader.close()
-        indexer.close()
 
 
 def test_failed_flushes_are_retried_and_lose_nothing(lake: Lake, tmp_path: Path, make_event: MakeEvent) -> None:
