@@ -315,7 +315,10 @@ def _open_engine(name: str, lake: str, catalog: str | None) -> Any:
     started = time.perf_counter()
     target = Lake(_settings(lake, catalog))
     message = f"opening {name} on {target.url} (catalog, metadata{', indexes' if name == 'lake-indexed' else ''})"
-    target.table(create=False)  # a lake with nothing to read fails here, in one line
+    from lakebench.lake.metadata import metadata_location
+
+    if metadata_location(target) is None:  # a lake with nothing to read fails here, in one line
+        target.table(create=False)  # (a REST catalog is asked through pyiceberg)
     if err.is_terminal:
         with err.status(message + " …"):
             engine = open_engine(name, target)

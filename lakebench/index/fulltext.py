@@ -35,6 +35,7 @@ SUMMARY_KEY = "lakebench.index.fts"
 TOKENIZER = "lakebench"
 _LOCAL_ONLY = {"meta.json", ".managed.json", ".tantivy-meta.lock", ".tantivy-writer.lock"}
 _LOOKUP_CHUNK = 20_000  # keys a term-set query
+APPLY_ROWS = 50_000  # documents applied (looked up, replaced, committed) at a time
 
 
 def _schema() -> tantivy.Schema:
@@ -73,12 +74,11 @@ class Hit:
     score: float
 
 
-def latest_docs(table: pa.Table) -> pa.Table:
-    """Each entity's latest event in ``table`` (by ts, version, event_id), with its document text."""
-    if table.num_rows == 0:
-        return pa.table(
-            {c: [] for c in ("entity_ns", "entity_id", "event_id", "ts", "version", "type", "title", "text")}
-        )
+DOC_FIELDS = ("entity_ns", "entity_id", "event_id", "ts", "version", "type", "title", "text")
+
+
+def _newest(table: pa.Table) -> pa.Table:
+    """Each entity's newest row (by ts, version, event_id)."""
     order = pc.sort_indices(
         table,
         sort_keys=[
@@ -93,12 +93,18 @@ def latest_docs(table: pa.Table) -> pa.Table:
         table["entity_ns"], table["entity_id"], pa.scalar("\x1f", table.schema.field("entity_ns").type)
     ).take(order)
     keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
-    first = pc.invert(pc.equal(keys[1:], keys[:-1])) if len(keys) > 1 else pa.array([], pa.bool_())
-    starts = pc.filter(
-        order,
-        pa.concat_arrays([pa.array([True]), first.combine_chunks() if isinstance(first, pa.ChunkedArray) else first]),
-    )
-    picked = table.take(starts)
+    changed = pc.invert(pc.equal(keys[1:], keys[:-1])) if len(keys) > 1 else pa.array([], pa.bool_())
+    first = pa.concat_arrays([pa.array([True]), changed])
+    return table.take(pc.filter(order, first))
+
+
+def latest_docs(table: pa.Table) -> pa.Table:
+    """Each entity's latest event in ``table`` (by ts, version, event_id), with its document text."""
+    if table.num_rows == 0:
+        return pa.table(
+            {c: pa.array([], pa.int64() if c in ("ts", "version") else pa.large_string()) for c in DOC_FIELDS}
+        )
+    picked = _newest(table)
     empty = pa.scalar("", picked.schema.field("entity_ns").type)
     text = pc.binary_join_element_wise(
         pc.fill_null(picked["title"], empty), pc.fill_null(picked["body"], empty), pa.scalar(" ", empty.type)
@@ -115,6 +121,12 @@ def latest_docs(table: pa.Table) -> pa.Table:
             "text": text,
         }
     )
+
+
+def merge_docs(parts: list[pa.Table]) -> pa.Table:
+    """Documents of several files as one table, each entity's newest kept."""
+    table = pa.concat_tables(parts, promote_options="permissive")
+    return _newest(table) if len(parts) > 1 else table
 
 
 def _open(folder: Path) -> tantivy.Index:

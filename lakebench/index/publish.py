@@ -143,8 +143,7 @@ class IndexWriter:
                 else:
                     fts = self._fulltext(index_prefix)
                     fts.begin(base)
-                    for spill in spills:
-                        fts.apply(pa.ipc.open_file(pa.memory_map(str(spill))).read_all())
+                    apply_spills(fts, spills)
                     out[fulltext.SUMMARY_KEY] = fts.publish()
             return out
 
@@ -170,6 +169,21 @@ class IndexWriter:
         if self._fts is not None:
             self._fts.close()
             self._fts = None
+
+
+def apply_spills(fts: fulltext.FullTextWriter, spills: Iterable[Path]) -> int:
+    """Apply files' documents in order, several files at a time (one index commit per chunk)."""
+    applied, chunk, rows = 0, [], 0
+    for spill in spills:
+        docs = pa.ipc.open_file(pa.memory_map(str(spill))).read_all()
+        chunk.append(docs)
+        rows += docs.num_rows
+        if rows >= fulltext.APPLY_ROWS:
+            applied += fts.apply(fulltext.merge_docs(chunk))
+            chunk, rows = [], 0
+    if chunk:
+        applied += fts.apply(fulltext.merge_docs(chunk))
+    return applied
 
 
 def discard(files: Iterable[FileIndex]) -> None:
@@ -216,9 +230,7 @@ def build_indexes(lake: Lake, progress: Callable[[int, int], None] | None = None
             lake.store.put_bytes(dir_key, directory.to_bytes())
             fts = writer._fulltext(index_prefix)
             fts.begin(None)  # from scratch: every live file's newest documents
-            for f in fresh:
-                if f.docs_path is not None:
-                    report.documents += fts.apply(pa.ipc.open_file(pa.memory_map(str(f.docs_path))).read_all())
+            report.documents = apply_spills(fts, [f.docs_path for f in fresh if f.docs_path is not None])
             props = {keys.SUMMARY_KEY: dir_key, fulltext.SUMMARY_KEY: fts.publish(), "lakebench.operation": "index"}
             props |= parent_entry(table)
             with table.transaction() as tx, tx.update_snapshot(snapshot_properties=props).fast_append():
