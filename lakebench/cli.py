@@ -1075,6 +1075,7 @@ def compact(
             f"merged {report.merged_files} files into {report.written_files} ({report.files_before} -> "
             f"{report.files_after} live files, {report.duplicates_removed} duplicate events dropped); "
             f"expired {report.expired_snapshots} snapshots; deleted {len(report.deleted_files)} unreferenced files "
+            f"and {len(report.deleted_index_objects)} index objects "
             f"in {report.seconds:.1f} s"
         )
         if report.orphans_kept_because:

@@ -210,7 +210,7 @@ def _claim_pipeline(lake: Lake, config: ServiceConfig) -> Pipeline:
 
 def _lake_namespace(lake: Lake) -> str:
     """The cache's namespace: one per table (several lakes may share a Redis)."""
-    identity = f"{lake.url}\n{lake.table().metadata.table_uuid}"
+    identity = f"{lake.url}\n{lake.table(create=False).metadata.table_uuid}"
     return hashlib.blake2b(identity.encode(), digest_size=8).hexdigest()
 
 
@@ -234,7 +234,7 @@ def check_config(config: ServiceConfig) -> None:
 def build_app(config: ServiceConfig) -> FastAPI:
     check_config(config)
     lake = Lake(config.settings)
-    lake.table()
+    lake.table(create=config.ingest)  # a service that only reads creates nothing
     metrics = Metrics()
     engine = open_engine(config.engine, lake)
     cache: SwrCache | None = None

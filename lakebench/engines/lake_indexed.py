@@ -132,12 +132,19 @@ class LakeIndexedEngine:
     # -- point reads ----------------------------------------------------------------------------
 
     def _records(self, view: _View, number: int, h: int) -> list[tuple[Any, ...]]:
-        """The records of hash ``h`` in segment ``number`` (as tuples in ``keys.RECORD``'s field
-        order): its blocks fetched once, then cached."""
+        """The records of hash ``h`` in segment ``number`` (tuples in ``keys.RECORD``'s field
+        order): the blocks it needs fetched once (one ranged GET for those missing), then cached."""
         assert view.probe is not None
         info = view.probe.directory.segments[number]
         first, last = keys.block_span(info.fences, h)
-        missing = [b for b in range(first, last + 1) if (info.data_key, b) not in self._blocks]
+        blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        with self._lock:
+            for b in range(first, last + 1):
+                cached = self._blocks.get((info.data_key, b))
+                if cached is not None:
+                    self._blocks.move_to_end((info.data_key, b))  # least recently used goes first
+                    blocks[b] = cached
+        missing = [b for b in range(first, last + 1) if b not in blocks]
         if missing:
             lo, hi = missing[0], missing[-1]
             start = lo * keys.BLOCK_RECORDS
@@ -145,35 +152,48 @@ class LakeIndexedEngine:
             seg_key = keys.segment_key(view.index_prefix, info.data_key, view.data_prefix)
             raw = self._store.get_range(seg_key, start * keys.RECORD.itemsize, count * keys.RECORD.itemsize)
             fetched = np.frombuffer(raw, keys.RECORD)
-            with self._lock:
-                for b in range(lo, hi + 1):
-                    piece = fetched[(b - lo) * keys.BLOCK_RECORDS : (b - lo + 1) * keys.BLOCK_RECORDS]
-                    self._blocks[(info.data_key, b)] = (np.ascontiguousarray(piece["hash"]), piece)
-                    self._block_bytes += piece.nbytes * 2
-                while self._block_bytes > BLOCK_CACHE_BYTES and len(self._blocks) > 1:
-                    _, (_, old) = self._blocks.popitem(last=False)
-                    self._block_bytes -= old.nbytes * 2
+            for b in missing:
+                piece = fetched[(b - lo) * keys.BLOCK_RECORDS : (b - lo + 1) * keys.BLOCK_RECORDS]
+                blocks[b] = (np.ascontiguousarray(piece["hash"]), piece)
+            self._cache_blocks(info.data_key, {b: blocks[b] for b in missing})
         found: list[tuple[Any, ...]] = []
         hv = np.uint64(h)
         for b in range(first, last + 1):
-            cached = self._blocks.get((info.data_key, b))
-            if cached is None:  # evicted meanwhile by another thread: fetch again
-                return self._records(view, number, h)
-            hashes, block = cached
+            hashes, block = blocks[b]
             lo_i, hi_i = int(np.searchsorted(hashes, hv, "left")), int(np.searchsorted(hashes, hv, "right"))
             if hi_i > lo_i:
                 found.extend(block[lo_i:hi_i].tolist())
         return found
 
-    def _entries(self, view: _View, ns: str, entity_id: str) -> list[tuple[tuple[int, int, bytes], int, int, int]]:
+    def _cache_blocks(self, data_key: str, blocks: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
+        with self._lock:
+            for b, entry in blocks.items():
+                old = self._blocks.pop((data_key, b), None)
+                if old is not None:
+                    self._block_bytes -= old[0].nbytes + old[1].nbytes
+                self._blocks[(data_key, b)] = entry
+                self._block_bytes += entry[0].nbytes + entry[1].nbytes
+            while self._block_bytes > BLOCK_CACHE_BYTES and len(self._blocks) > 1:
+                _, (hashes, block) = self._blocks.popitem(last=False)
+                self._block_bytes -= hashes.nbytes + block.nbytes
+
+    def _entries(
+        self, view: _View, ns: str, entity_id: str, *, newest_only: bool = False
+    ) -> list[tuple[tuple[int, int, bytes], int, int, int]]:
         """The key's index entries across segments, oldest first: ((ts, version, event_id), segment,
-        row group, row)."""
+        row group, row). With ``newest_only``, segments whose newest event is older than an entry
+        already found are not read (candidates come newest first): the key's newest entry is among
+        those returned, unless a hash collision hides it (the caller then asks for all)."""
         assert view.probe is not None
         h = keys.key_hash(ns, entity_id)
         found = []
+        newest = None
         for number in view.probe.candidates(h).tolist():
+            if newest_only and newest is not None and view.probe.max_ts[number] < newest:
+                break
             for _, ts, version, event_id, _, group, row in self._records(view, number, h):
                 found.append(((ts, version, event_id), number, group, row))
+                newest = ts if newest is None else max(newest, ts)
         found.sort(key=lambda e: e[0])
         return found
 
@@ -203,12 +223,19 @@ class LakeIndexedEngine:
         if view.probe is None:
             return self._sql.lookup(ns, entity_id)
         before = self._store.stats.snapshot()
-        for _, number, group_no, row_no in reversed(self._entries(view, ns, entity_id)):  # newest first
-            group = self._fetch_group(view, number, group_no)
-            row = group.slice(row_no, 1).to_pylist()[0]
-            if (row["entity_ns"], row["entity_id"]) == (ns, entity_id):  # another key only on a hash collision
-                self._measure(1, before)
-                return row_to_event(row)
+        entries = self._entries(view, ns, entity_id, newest_only=True)
+        for attempt in (1, 2):
+            for _, number, group_no, row_no in reversed(entries):  # newest first
+                group = self._fetch_group(view, number, group_no)
+                row = group.slice(row_no, 1).to_pylist()[0]
+                if (row["entity_ns"], row["entity_id"]) == (ns, entity_id):
+                    self._measure(1, before)
+                    return row_to_event(row)
+                if attempt == 1:  # another key with the same hash: the segments skipped may hold ours
+                    entries = self._entries(view, ns, entity_id)
+                    break
+            else:
+                break
         self._measure(0, before)
         return None
 

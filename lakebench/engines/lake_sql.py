@@ -84,7 +84,7 @@ class LakeSqlEngine:
         return self._stats
 
     def refresh(self) -> None:
-        table = self._lake.table()
+        table = self._lake.table(create=False)
         location = table.metadata_location if table.current_snapshot() is not None else None
         with self._lock:
             if location == self._metadata_location:

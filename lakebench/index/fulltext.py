@@ -19,8 +19,11 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -136,31 +139,34 @@ def _open(folder: Path) -> tantivy.Index:
     return index
 
 
-def _mirror(store: ObjectStore, prefix: str, manifest: dict[str, object] | None, folder: Path, pool: Path) -> None:
-    """Make ``folder`` hold exactly the manifest's index, fetching from the store only the files
-    ``pool`` (a local cache of immutable segment files) lacks."""
+def _digest(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:40]
+
+
+def _mirror(store: ObjectStore, prefix: str, manifest: dict[str, Any] | None, folder: Path, pool: Path) -> None:
+    """Make ``folder`` hold exactly the manifest's index: each file linked from ``pool``, a local
+    cache of immutable files by content digest, fetching only what the pool lacks. Files are
+    stored by digest, not by tantivy's name: two writers' files of one name (tantivy names a
+    deletes file by segment and operation count) never overwrite each other."""
     folder.mkdir(parents=True, exist_ok=True)
     pool.mkdir(parents=True, exist_ok=True)
-    wanted = set(manifest["files"]) if manifest else set()  # type: ignore[call-overload]
     for name in os.listdir(folder):
-        if name not in wanted and name not in _LOCAL_ONLY:
+        if name not in (".tantivy-meta.lock", ".tantivy-writer.lock"):
             (folder / name).unlink()
-    for name in sorted(wanted - set(os.listdir(folder))):
-        cached = pool / name
+    files: dict[str, str] = manifest["files"] if manifest else {}
+    for name, digest in sorted(files.items()):
+        cached = pool / digest
         if not cached.exists():
-            part = pool / f".{name}.{os.getpid()}.part"
-            part.write_bytes(store.get(f"{prefix}/fts/files/{name}"))
+            part = pool / f".{digest}.{os.getpid()}.{threading.get_ident()}.part"
+            part.write_bytes(store.get(f"{prefix}/fts/files/{digest}"))
             part.replace(cached)
         os.link(cached, folder / name)
-    meta = folder / "meta.json"
-    if manifest is None:
-        meta.unlink(missing_ok=True)
-        (folder / ".managed.json").unlink(missing_ok=True)
-    else:
-        meta.write_text(str(manifest["meta"]))
+    if manifest is not None:
+        (folder / "meta.json").write_text(str(manifest["meta"]))
 
 
-def _load_manifest(store: ObjectStore, key: str | None) -> dict[str, object] | None:
+def _load_manifest(store: ObjectStore, key: str | None) -> dict[str, Any] | None:
     return orjson.loads(store.get(key)) if key else None
 
 
@@ -174,8 +180,15 @@ class FullTextWriter:
         self._folder = self._work / "index"
         self._pool = self._work / "pool"
         self._base: str | None = "unset"
-        self._published: set[str] = set()
+        self._digests: dict[str, str] = {}  # local file name -> content digest (its store key)
+        self._published: set[str] = set()  # digests the store holds
         self._index: tantivy.Index | None = None
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self._work, True)
+
+    @property
+    def version(self) -> str | None:
+        """The stored version the working copy equals (None: changed since, or nothing stored)."""
+        return None if self._base == "unset" else self._base
 
     def begin(self, manifest_key: str | None) -> None:
         """Start from the version ``manifest_key`` names (None: an empty index)."""
@@ -183,7 +196,8 @@ class FullTextWriter:
             return
         manifest = _load_manifest(self.store, manifest_key)
         _mirror(self.store, self.prefix, manifest, self._folder, self._pool)
-        self._published = set(manifest["files"]) if manifest else set()  # type: ignore[call-overload]
+        self._digests = dict(manifest["files"]) if manifest else {}
+        self._published = set(self._digests.values())
         self._index = _open(self._folder)
         self._base = manifest_key
 
@@ -239,11 +253,18 @@ class FullTextWriter:
         return held
 
     def publish(self) -> str:
-        """Upload the files the store lacks, then a new manifest; its key."""
-        files = sorted(n for n in os.listdir(self._folder) if n not in _LOCAL_ONLY and not n.startswith("."))
-        for name in sorted(set(files) - self._published):
-            self.store.put_bytes(f"{self.prefix}/fts/files/{name}", (self._folder / name).read_bytes())
-        self._published |= set(files)
+        """Upload the files the store lacks (by content digest), then a new manifest; its key."""
+        names = sorted(n for n in os.listdir(self._folder) if n not in _LOCAL_ONLY and not n.startswith("."))
+        files = {}
+        for name in names:
+            digest = self._digests.get(name) or _digest(self._folder / name)
+            self._digests[name] = files[name] = digest
+            if digest not in self._published:
+                self.store.put_bytes(f"{self.prefix}/fts/files/{digest}", (self._folder / name).read_bytes())
+                self._published.add(digest)
+            if not (self._pool / digest).exists():  # a later mirror links it from here
+                self._pool.mkdir(parents=True, exist_ok=True)
+                os.link(self._folder / name, self._pool / digest)
         manifest = {"files": files, "meta": (self._folder / "meta.json").read_text()}
         key = f"{self.prefix}/fts/manifests/{ULID()}.json"
         self.store.put_bytes(key, orjson.dumps(manifest))
@@ -252,7 +273,7 @@ class FullTextWriter:
 
     def close(self) -> None:
         self._index = None
-        shutil.rmtree(self._work, ignore_errors=True)
+        self._cleanup()
 
 
 class FullTextReader:
@@ -270,8 +291,8 @@ class FullTextReader:
         if manifest_key == self.manifest_key and self._index is not None:
             return
         manifest = _load_manifest(self.store, manifest_key)
-        name = hashlib.sha256(manifest_key.encode()).hexdigest()[:16]
-        folder = self.cache_dir / "versions" / f"{name}-{os.getpid()}"
+        (self.cache_dir / "versions").mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="v-", dir=self.cache_dir / "versions"))  # this reader's alone
         _mirror(self.store, self.prefix, manifest, folder, self.cache_dir / "pool")
         index = _open(folder)
         old = self._folder

@@ -99,6 +99,7 @@ class SegmentInfo:
     records: int
     fences: np.ndarray  # uint64: the first hash of each block
     bloom: np.ndarray  # uint8: the Bloom filter's bits
+    max_ts: int  # its newest event's ts (epoch µs): a lookup skips segments older than what it found
 
 
 _ROUNDS = np.arange(BLOOM_HASHES, dtype=np.uint64)
@@ -121,7 +122,8 @@ def summarize(data_key: str, data_size: int, records: np.ndarray) -> SegmentInfo
             bloom, (positions >> np.uint64(3)).astype(np.int64), (1 << (positions & np.uint64(7))).astype(np.uint8)
         )
     fences = records["hash"][::BLOCK_RECORDS].copy()
-    return SegmentInfo(data_key, data_size, len(records), fences, bloom)
+    max_ts = int(records["ts"].max()) if len(records) else -(2**63)
+    return SegmentInfo(data_key, data_size, len(records), fences, bloom, max_ts)
 
 
 @dataclass(slots=True)
@@ -142,7 +144,9 @@ class Directory:
         return Directory([*self.segments, *infos])
 
     def to_bytes(self) -> bytes:
-        files = [{"key": s.data_key, "size": s.data_size, "records": s.records} for s in self.segments]
+        files = [
+            {"key": s.data_key, "size": s.data_size, "records": s.records, "max_ts": s.max_ts} for s in self.segments
+        ]
         out = io.BytesIO()
         np.savez(
             out,
@@ -162,7 +166,7 @@ class Directory:
             blooms = np.split(arrays["bloom"], np.cumsum(arrays["bloom_bytes"])[:-1]) if files else []
         return cls(
             [
-                SegmentInfo(f["key"], int(f["size"]), int(f["records"]), fence, bloom)
+                SegmentInfo(f["key"], int(f["size"]), int(f["records"]), fence, bloom, int(f["max_ts"]))
                 for f, fence, bloom in zip(files, fences, blooms, strict=True)
             ]
         )
@@ -182,16 +186,18 @@ class Probe:
         sizes = np.array([len(s.bloom) for s in segments], np.int64)
         self.bloom_start = (np.cumsum(sizes) - sizes) * 8  # in bits
         self.bloom_bits = (sizes * 8).astype(np.uint64)
+        self.max_ts = np.array([s.max_ts for s in segments], np.int64)
 
     def candidates(self, h: int) -> np.ndarray:
-        """Numbers of the segments whose filter admits the hash."""
+        """Numbers of the segments whose filter admits the hash, newest first (by ``max_ts``)."""
         if not self.keys:
             return np.zeros(0, np.int64)
         with np.errstate(over="ignore"):
             sequence = np.uint64(h & 0xFFFFFFFF) + _ROUNDS * (np.uint64(h >> 32) | np.uint64(1))
         bits = (sequence[None, :] % self.bloom_bits[:, None]).astype(np.int64) + self.bloom_start[:, None]
         present = (self.bloom[bits >> 3] >> (bits & 7).astype(np.uint8)) & 1
-        return np.flatnonzero(present.all(axis=1))
+        found = np.flatnonzero(present.all(axis=1))
+        return found[np.argsort(-self.max_ts[found], kind="stable")]  # newest segments first
 
 
 def block_span(fences: np.ndarray, h: int) -> tuple[int, int]:

@@ -67,8 +67,9 @@ def summary_of(table: Table) -> dict[str, str]:
 
 
 def checked_summary(summary: dict[str, str], parent_id: int | None) -> dict[str, str]:
-    """The summary without its index entries if they were made for another parent."""
-    if summary.get(PARENT_KEY) != str(parent_id or ""):
+    """The summary without its index entries if they were made for another parent (a snapshot whose
+    parent was expired has none: its entries stand)."""
+    if parent_id is not None and summary.get(PARENT_KEY) != str(parent_id):
         summary = {k: v for k, v in summary.items() if k not in (keys.SUMMARY_KEY, fulltext.SUMMARY_KEY)}
     return summary
 
@@ -93,6 +94,7 @@ class IndexWriter:
     _dirs: dict[str, Directory] = field(default_factory=dict)  # directories read or written (immutable)
     _fts: fulltext.FullTextWriter | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _warned: bool = False
 
     @property
     def store(self) -> ObjectStore:
@@ -135,6 +137,13 @@ class IndexWriter:
                 self._dirs = {key: new}
                 out[keys.SUMMARY_KEY] = key
             base = None if empty else parent.get(fulltext.SUMMARY_KEY)
+            if (directory is None or (base is None and not empty)) and not self._warned:
+                self._warned = True
+                log.warning(
+                    "the table's current snapshot has no %s index (written before lakebench's writers wrote them, "
+                    "or by another tool): this commit adds none either; run `lakebench index build` once",
+                    "key" if directory is None else "full-text",
+                )
             if base is not None or empty:
                 spills = [f.docs_path for f in added if f.docs_path is not None]
                 if not spills:
@@ -207,31 +216,48 @@ class BuildReport:
 def build_indexes(lake: Lake, progress: Callable[[int, int], None] | None = None) -> BuildReport:
     """Build every index the current snapshot lacks and publish them in one (data-less) commit.
 
-    A writer committing meanwhile makes this commit retry: the files it added are indexed too."""
+    The bulk (every file's segment, the full-text index from scratch) is built before the commit;
+    a writer committing meanwhile makes the commit retry, and the retry indexes only the files
+    added since (the full-text version grows from the one already built)."""
     started = time.perf_counter()
     report = BuildReport()
     writer = IndexWriter(lake)
     done: dict[str, FileIndex] = {}
+    applied: set[str] = set()
     try:
+        table = lake.table(create=False)
+        data_prefix, index_prefix = table_prefixes(lake, table.location())
+        fts = writer._fulltext(index_prefix)
+        fts.begin(None)
 
-        def attempt(table: Table) -> int:
-            data_prefix, index_prefix = table_prefixes(lake, table.location())
+        def catch_up(table: Table) -> list[str]:
+            """Index the live files not indexed yet; the live files."""
             live = {
                 lake.key_of(str(t.file.file_path)): int(t.file.file_size_in_bytes) for t in table.scan().plan_files()
             }
-            report.files = len(live)
-            for n, key in enumerate(sorted(live.keys() - done.keys()), 1):
+            fresh = sorted(live.keys() - done.keys())
+            for n, key in enumerate(fresh, 1):
                 done[key] = _index_file(lake.store, key, live[key], data_prefix, index_prefix, report)
                 if progress:
-                    progress(n, len(live))
-            fresh = [done[k] for k in sorted(live)]
-            directory = Directory([f.segment for f in fresh])
+                    progress(n, len(fresh))
+            todo = [k for k in sorted(live) if k not in applied]
+            spills = [path for k in todo if (path := done[k].docs_path) is not None]
+            if spills or fts.version is None:
+                report.documents += apply_spills(fts, spills)
+                fts.publish()
+            applied.update(todo)
+            report.files = len(live)
+            return sorted(live)
+
+        catch_up(table)
+
+        def attempt(table: Table) -> int:
+            live = catch_up(table)  # what was committed since the bulk: usually nothing
+            directory = Directory([done[k].segment for k in live])
             dir_key = f"{keys.directory_folder(index_prefix)}{ULID()}.npz"
             lake.store.put_bytes(dir_key, directory.to_bytes())
-            fts = writer._fulltext(index_prefix)
-            fts.begin(None)  # from scratch: every live file's newest documents
-            report.documents = apply_spills(fts, [f.docs_path for f in fresh if f.docs_path is not None])
-            props = {keys.SUMMARY_KEY: dir_key, fulltext.SUMMARY_KEY: fts.publish(), "lakebench.operation": "index"}
+            assert fts.version is not None
+            props = {keys.SUMMARY_KEY: dir_key, fulltext.SUMMARY_KEY: fts.version, "lakebench.operation": "index"}
             props |= parent_entry(table)
             with table.transaction() as tx, tx.update_snapshot(snapshot_properties=props).fast_append():
                 pass
@@ -250,18 +276,22 @@ def build_indexes(lake: Lake, progress: Callable[[int, int], None] | None = None
 def _index_file(
     store: ObjectStore, key: str, size: int, data_prefix: str, index_prefix: str, report: BuildReport
 ) -> FileIndex:
-    """A data file's segment (read back if stored, built and stored if not) and its documents."""
+    """A data file's segment (read back if stored, built and stored if not) and its documents. The
+    file may come from another writer: its columns are read in the lake's schema."""
+    from lakebench.lake.schema import ARROW_SCHEMA
+
     data = store.get(key)
     parquet = pq.ParquetFile(pa.BufferReader(data))
     groups = [parquet.metadata.row_group(i).num_rows for i in range(parquet.metadata.num_row_groups)]
+    table = parquet.read().select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA)
     seg_key = keys.segment_key(index_prefix, key, data_prefix)
     try:
         records = np.frombuffer(store.get(seg_key), keys.RECORD)
     except ObjectNotFound:
-        records = keys.build_records(parquet.read(columns=_KEY_COLUMNS), groups)
+        records = keys.build_records(table, groups)
         store.put_bytes(seg_key, records.tobytes())
         report.segments_built += 1
-    docs = fulltext.latest_docs(parquet.read(columns=DOC_COLUMNS))
+    docs = fulltext.latest_docs(table.select(DOC_COLUMNS))
     spill = store.staging_path(".docs.arrow")
     with pa.OSFile(str(spill), "wb") as sink, pa.ipc.new_file(sink, docs.schema) as out:
         out.write_table(docs)

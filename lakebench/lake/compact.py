@@ -3,7 +3,9 @@ snapshots, remove orphans.
 
 Readers are never blocked and never see a partial state: merged files are written and published
 first, then one Iceberg overwrite commit swaps them for the small ones; files are deleted only
-once no retained snapshot references them and they are older than a grace period.
+once no retained snapshot references them and they are older than a grace period — data files,
+and the index objects (segments, key directories, full-text manifests and files) no retained
+snapshot reads.
 
 Each merged file's key segment is written with it, and the overwrite commit publishes the new key
 directory (the merged segments in, the old ones out); the full-text index is unchanged by a
@@ -29,7 +31,8 @@ import pyarrow.parquet as pq
 from ulid import ULID
 
 from lakebench.core.errors import TransientError
-from lakebench.index.publish import FileIndex, IndexWriter
+from lakebench.index import fulltext, keys
+from lakebench.index.publish import FileIndex, IndexWriter, table_prefixes
 from lakebench.storage.parquet_io import read_column
 from lakebench.lake.catalog import Lake
 from lakebench.lake.parquet import ParquetOptions, write_events_parquet
@@ -61,7 +64,8 @@ class CompactReport:
     duplicates_removed: int = 0
     snapshot_id: int | None = None
     expired_snapshots: int = 0
-    deleted_files: list[str] = field(default_factory=list)
+    deleted_files: list[str] = field(default_factory=list)  # data files
+    deleted_index_objects: list[str] = field(default_factory=list)  # segments, directories, full-text files
     orphans_kept_because: str | None = None  # why unreferenced files were not removed
     seconds: float = 0.0
 
@@ -230,7 +234,33 @@ def remove_orphans(lake: Lake, table: Table, grace: timedelta, report: CompactRe
         if info.key.endswith(".parquet") and lake.store.url_for(info.key) not in keep and info.modified < cutoff:
             lake.store.delete(info.key)
             removed.append(info.key)
+    index_keep = referenced_index_objects(lake, table, {lake.key_of(url) for url in keep})
+    _, index_prefix = table_prefixes(lake, table.location())
+    for info in lake.store.list(index_prefix + "/"):
+        if info.key not in index_keep and info.modified < cutoff:
+            lake.store.delete(info.key)
+            if report is not None:
+                report.deleted_index_objects.append(info.key)
     return removed
+
+
+def referenced_index_objects(lake: Lake, table: Table, data_keys: set[str]) -> set[str]:
+    """Every index object a retained snapshot reads: its key directory, its full-text manifest and
+    that manifest's files, and the key segment of every data file a retained snapshot reads."""
+    import orjson
+
+    data_prefix, index_prefix = table_prefixes(lake, table.location())
+    keep = {keys.segment_key(index_prefix, k, data_prefix) for k in data_keys}
+    for snapshot in table.snapshots():
+        summary = snapshot.summary.additional_properties if snapshot.summary is not None else {}
+        if keys.SUMMARY_KEY in summary:
+            keep.add(summary[keys.SUMMARY_KEY])
+        manifest = summary.get(fulltext.SUMMARY_KEY)
+        if manifest is not None and manifest not in keep:
+            keep.add(manifest)
+            files = orjson.loads(lake.store.get(manifest))["files"]  # tantivy's name -> the stored file's digest
+            keep.update(f"{index_prefix}/fts/files/{digest}" for digest in files.values())
+    return keep
 
 
 def compact(lake: Lake, options: CompactOptions = CompactOptions()) -> CompactReport:
@@ -248,14 +278,17 @@ def compact(lake: Lake, options: CompactOptions = CompactOptions()) -> CompactRe
     new_keys: list[str] = []
     added: list[FileIndex] = []
     indexes = IndexWriter(lake)
-    for group_files in by_folder.values():
-        for group in _bins(group_files, options.target_file_bytes, set(drops)):
-            key, index = _merge(lake, group, drops, options, report, indexes)
-            new_keys.append(key)
-            added.append(index)
-            old.extend(group)
-    if old:
-        report.snapshot_id = _commit(lake, old, new_keys, indexes, added)
+    try:
+        for group_files in by_folder.values():
+            for group in _bins(group_files, options.target_file_bytes, set(drops)):
+                key, index = _merge(lake, group, drops, options, report, indexes)
+                new_keys.append(key)
+                added.append(index)
+                old.extend(group)
+        if old:
+            report.snapshot_id = _commit(lake, old, new_keys, indexes, added)
+    finally:
+        indexes.close()
         report.merged_files, report.written_files = len(old), len(new_keys)
     table = lake.table()
     report.expired_snapshots = expire_snapshots(table, options)

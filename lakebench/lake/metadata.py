@@ -12,6 +12,7 @@ The fields read (``current-snapshot-id``, ``snapshots``, ``location``) are the I
 from __future__ import annotations
 
 import gzip
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +55,8 @@ def metadata_location(lake: Lake) -> str | None:
         import psycopg
 
         try:
-            with psycopg.connect(url.replace("+psycopg", "", 1), connect_timeout=10) as connection:
+            plain = re.sub(r"^postgresql\+[a-z0-9_]+://", "postgresql://", url)  # SQLAlchemy's +driver
+            with psycopg.connect(plain, connect_timeout=10) as connection:
                 row = connection.execute(query.format(p="%s"), params).fetchone()
         except psycopg.errors.UndefinedTable:
             row = None

@@ -83,6 +83,17 @@ class LakeWriter:
         self.layout = layout or FlatLayout()
         self.indexes = IndexWriter(lake) if options.index else None
 
+    def close(self) -> None:
+        """Drop the working copy of the full-text index (a temporary folder) kept between commits."""
+        if self.indexes is not None:
+            self.indexes.close()
+
+    def __enter__(self) -> LakeWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def write(
         self,
         events: Iterable[Event],

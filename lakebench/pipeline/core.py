@@ -36,6 +36,7 @@ from lakebench.core.errors import TerminalError, TransientError, is_transient
 from lakebench.core.logs import fields
 from lakebench.core.models import Event, Limits
 from lakebench.core.validate import parse_event
+from lakebench.index.publish import discard
 from lakebench.lake.catalog import Lake
 from lakebench.lake.layouts import get_layout
 from lakebench.lake.writer import LakeWriter, WriterOptions
@@ -179,6 +180,7 @@ class Pipeline:
         finally:
             self.wal.close()
             self.state.release()
+            self._writer.close()
 
     # -- ingest ---------------------------------------------------------------------------------
 
@@ -325,9 +327,13 @@ class Pipeline:
         first, last = buffer.first_offset, buffer.last_offset
         prefix = f"{self.writer_id}-{first:020d}-{last:020d}"
         result = self._writer.write_files(buffer.events, names=lambda n: f"{prefix}-{n:04d}.parquet")
-        for hook in self.hooks.files_written:
-            hook(buffer.events)
-        self.dedupe.record_commit([e.event_id for e in buffer.events], first, last)  # before the commit
+        try:
+            for hook in self.hooks.files_written:
+                hook(buffer.events)
+            self.dedupe.record_commit([e.event_id for e in buffer.events], first, last)  # before the commit
+        except BaseException:
+            discard(f.index for f in result.files if f.index is not None)  # the commit would have
+            raise
         key = self.offset_property
 
         def already(table: object) -> bool:

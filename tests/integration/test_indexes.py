@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -29,7 +30,7 @@ from lakebench.generate.synthetic import GeneratorSpec, generate
 from lakebench.index import fulltext, keys
 from lakebench.index.publish import summary_of
 from lakebench.lake.catalog import Lake
-from lakebench.lake.compact import CompactOptions, compact
+from lakebench.lake.compact import CompactOptions, compact, referenced_index_objects
 from lakebench.lake.layouts import get_layout
 from lakebench.lake.writer import LakeWriter, WriterOptions
 from tests.conftest import T0
@@ -160,22 +161,70 @@ def test_a_new_reader_fetches_the_directory_then_only_the_blocks_it_needs(any_se
 def test_hash_collisions_are_told_apart(
     local_settings: Settings, monkeypatch: pytest.MonkeyPatch, make_event: MakeEvent
 ) -> None:
-    monkeypatch.setattr(keys, "_hash_text", lambda key: 42)  # every key collides, at write and at read
-    events = [make_event(entity_id=f"Page {i % 5}", body=f"body {i}", ts=T0 + timedelta(minutes=i)) for i in range(20)]
+    """Every key hashes alike, at write and at read: a run of 600 records spans three blocks of a
+    segment, and two files; each lookup reads rows until it finds its own key."""
+    monkeypatch.setattr(keys, "_hash_text", lambda key: 42)
+    events = [
+        make_event(entity_id=f"Page {i % 20}", body=f"body {i}", ts=T0 + timedelta(minutes=i)) for i in range(1200)
+    ]
     with Lake(local_settings) as lake:
-        write(lake, events[:10])
-        write(lake, events[10:])
+        write(lake, events[:600], file_bytes=1 << 30)
+        write(lake, events[600:], file_bytes=1 << 30)
         engine = LakeIndexedEngine(lake)
         try:
             oracle = Oracle(events)
-            for i in range(5):
+            for i in range(20):
                 assert engine.lookup("en.wikipedia.org", f"Page {i}") == oracle.lookup("en.wikipedia.org", f"Page {i}")
                 assert engine.history("en.wikipedia.org", f"Page {i}") == oracle.history(
                     "en.wikipedia.org", f"Page {i}"
                 )
-            assert engine.lookup("en.wikipedia.org", "Page 9") is None
+            assert engine.lookup("en.wikipedia.org", "Page 99") is None
         finally:
             engine.close()
+
+
+def test_two_writers_of_one_version_publish_files_that_never_clash(local_settings: Settings) -> None:
+    """Two writers start from the same full-text version and change different entities the same
+    number of times: tantivy names their files alike; neither may overwrite the other's."""
+    events = generated(60)
+    with Lake(local_settings) as lake:
+        write(lake, events)
+        base = summary_of(lake.table())[fulltext.SUMMARY_KEY]
+        oracle = Oracle(events)
+        (ns_a, id_a), (ns_b, id_b) = list(oracle.by_key)[:2]
+
+        def update(ns: str, entity_id: str, word: str) -> str:
+            writer = fulltext.FullTextWriter(lake.store, "events/index")
+            try:
+                writer.begin(base)
+                row = {"entity_ns": ns, "entity_id": entity_id, "event_id": "01" + "Z" * 24, "type": "update"}
+                docs = {**row, "ts": 2**60, "version": 1, "title": None, "text": word}
+                writer.apply(pa.Table.from_pylist([docs]))
+                return writer.publish()
+            finally:
+                writer.close()
+
+        def only_term(ns: str, entity_id: str) -> str:
+            """A term of the entity's text that no other entity has."""
+            latest = oracle.lookup(ns, entity_id)
+            assert latest is not None
+            return next(t for t in oracle.term_frequencies() if oracle.search(t) == {(ns, entity_id, latest.event_id)})
+
+        old_a, old_b = only_term(ns_a, id_a), only_term(ns_b, id_b)
+        first, second = update(ns_a, id_a, "xylophone"), update(ns_b, id_b, "zeppelin")
+        cases = [
+            (first, id_a, "xylophone", "zeppelin", old_b, id_b),
+            (second, id_b, "zeppelin", "xylophone", old_a, id_a),
+        ]
+        for manifest, mine, word, other_word, other_old, other in cases:
+            reader = fulltext.FullTextReader(lake.store, "events/index", Path(os.environ["XDG_CACHE_HOME"]) / "clash")
+            try:
+                reader.open(manifest)
+                assert [h.entity_id for h in reader.search([word], 5)] == [mine]
+                assert reader.search([other_word], 5) == []
+                assert [h.entity_id for h in reader.search([other_old], 5)] == [other]  # untouched in this version
+            finally:
+                reader.close()
 
 
 def test_fulltext_follows_updates_deletes_and_late_events(local_settings: Settings, make_event: MakeEvent) -> None:
@@ -209,8 +258,15 @@ def test_compaction_merges_the_segments_with_the_files(local_settings: Settings)
         for part in range(5):
             write(lake, events[part::5])
         before = int(summary_of(lake.table())["total-data-files"])
-        report = compact(lake, CompactOptions(orphan_grace=timedelta(0)))
+        index_objects = {o.key for o in lake.store.list("events/index/")}
+        report = compact(lake, CompactOptions(orphan_grace=timedelta(0), keep_last=1))
         assert report.files_after < before
+        # What no retained snapshot reads is gone: older directories, manifests, merged files' segments.
+        left = {o.key for o in lake.store.list("events/index/")}
+        table = lake.table()
+        live = {lake.key_of(str(t.file.file_path)) for t in table.scan().plan_files()}
+        assert left == referenced_index_objects(lake, table, live)
+        assert len([k for k in left if "/keys/dir/" in k]) == 1 and len(left) < len(index_objects)
         summary = summary_of(lake.table())
         directory = keys.Directory.from_bytes(lake.store.get(summary[keys.SUMMARY_KEY]))
         assert sorted(s.data_key for s in directory.segments) == sorted(
@@ -272,7 +328,9 @@ def test_no_reader_needs_the_local_cache_to_survive(local_settings: Settings) ->
         for _ in range(2):
             engine = LakeIndexedEngine(lake, cache_dir=cache)
             try:
-                assert {(h.entity_ns, h.entity_id, h.event_id) for h in engine.search(term, 1000)} == oracle.search(term)
+                assert {(h.entity_ns, h.entity_id, h.event_id) for h in engine.search(term, 1000)} == oracle.search(
+                    term
+                )
             finally:
                 engine.close()
             for path in sorted(cache.rglob("*"), reverse=True):
