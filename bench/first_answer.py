@@ -70,6 +70,7 @@ def child(spec: dict[str, Any]) -> None:
     }
     print(json.dumps(out), flush=True)
     sys.stdin.readline()  # the parent has read the endpoint's counters
+    warmed = engine.warm() if spec.get("warm") else None  # type: ignore[attr-defined]
     for key in warmup:
         engine.lookup(*key)
     samples, answers = [], []
@@ -79,7 +80,7 @@ def child(spec: dict[str, Any]) -> None:
         samples.append((time.perf_counter() - began) * 1000)
         answers.append(event.event_id if event else None)
     engine.close()
-    print(json.dumps({"samples_ms": samples, "answers": answers}), flush=True)
+    print(json.dumps({"samples_ms": samples, "answers": answers, "warmed": warmed}), flush=True)
 
 
 # -- the parent -------------------------------------------------------------------------------------------
@@ -92,8 +93,11 @@ def write_lake(folder: Path, args: argparse.Namespace, files: int | None, s3: An
     from lakebench.lake.writer import LakeWriter, WriterOptions
 
     url = str(folder / "lake") if s3 is None else s3[0]
+    from lakebench.index.keys import FORMAT
+
     marker = folder / "written.json"
-    if s3 is None and marker.exists() and json.loads(marker.read_text()) == [args.events, args.avg_size_kb, files]:
+    written = [args.events, args.avg_size_kb, files, FORMAT]
+    if s3 is None and marker.exists() and json.loads(marker.read_text()) == written:
         return url
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -108,7 +112,7 @@ def write_lake(folder: Path, args: argparse.Namespace, files: int | None, s3: An
         f"  wrote {result.events:,} events in {len(result.files):,} files to {url} "
         f"in {time.perf_counter() - began:.0f} s"
     )
-    marker.write_text(json.dumps([args.events, args.avg_size_kb, files]))
+    marker.write_text(json.dumps(written))
     return url
 
 
@@ -185,6 +189,7 @@ def summarize(run: dict[str, Any], expected: list[str | None], warmup: int) -> d
         "p50_ms": statistics.median(samples),
         "p95_ms": samples[int(0.95 * (len(samples) - 1))],
         "wrong": wrong,
+        "warmed": run.get("warmed"),
         "samples_ms": run["samples_ms"],
     }
 
@@ -225,8 +230,8 @@ def main() -> int:
     parser.add_argument("--spread-files", type=int, default=5_000, help="data files of the spread lake (0: none)")
     parser.add_argument("--samples", type=int, default=300, help="timed lookups per engine")
     parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--engines", default="lake-indexed,lake-sql,clickhouse")
-    parser.add_argument("--spread-engines", default="lake-indexed,lake-sql")
+    parser.add_argument("--engines", default="lake-indexed,lake-indexed+warm,lake-sql,clickhouse")
+    parser.add_argument("--spread-engines", default="lake-indexed,lake-indexed+warm,lake-sql")
     parser.add_argument("--no-s3", action="store_true", help="skip the lake on the S3-protocol server")
     parser.add_argument("--baseline-rev", default=BASELINE_REV, help="'' for none")
     parser.add_argument("--shell-runs", type=int, default=5)
@@ -262,14 +267,18 @@ def main() -> int:
     ) -> None:
         figures = report["lakes"].setdefault(name, {})
         for engine in engines:
-            run = run_child({**base, **extra, "lake": url, "engine": engine}, run_env, endpoint)
+            name_, warm = engine.removesuffix("+warm"), engine.endswith("+warm")
+            spec = {**base, **extra, "lake": url, "engine": name_, "warm": warm}
+            run = run_child(spec, run_env, endpoint)
             figures[engine] = summarize(run, expected, args.warmup)
             f = figures[engine]
             gets = "" if f["first_gets"] is None else f", {f['first_gets']} GETs"
+            warmed = f["warmed"]
             print(
                 f"  {name:8s} {engine:22s} first answer {f['process_to_first_s']:.2f} s after start, "
                 f"{f['open_to_first_ms']:7.0f} ms after open{gets}{'' if f['first_right'] else ' WRONG'}; "
-                f"hot p50 {f['p50_ms']:.3f} ms p95 {f['p95_ms']:.3f} ms"
+                + (f"warmed {warmed['segments']:.0f} segments in {warmed['seconds']:.2f} s; " if warmed else "")
+                + f"hot p50 {f['p50_ms']:.3f} ms p95 {f['p95_ms']:.3f} ms"
                 + (f", {f['wrong']} WRONG" if f["wrong"] else "")
             )
 
@@ -304,21 +313,27 @@ def main() -> int:
                 "catalog": f"sqlite:///{work / 's3'}/catalog.db",
             }
             measure("s3", url, ["lake-indexed"], spec, env, endpoint)
-    indexed = report["lakes"]["compact"]["lake-indexed"]
-    targets = {
+    lakes = report["lakes"]
+    indexed = lakes["compact"]["lake-indexed"]
+
+    def figure(lake: str, engine: str, name: str) -> float | None:
+        value = lakes.get(lake, {}).get(engine, {}).get(name)
+        return None if value is None else float(value)
+
+    targets: dict[str, float | None] = {
         "open_to_first_ms_folder <= 300": indexed["open_to_first_ms"],
-        "first_gets_s3 <= 5": report["lakes"].get("s3", {}).get("lake-indexed", {}).get("first_gets"),
-        "open_to_first_ms_spread <= 500": report["lakes"]
-        .get("spread", {})
-        .get("lake-indexed", {})
-        .get("open_to_first_ms"),
-        "p50_ms_spread <= 2": report["lakes"].get("spread", {}).get("lake-indexed", {}).get("p50_ms"),
+        "first_gets_s3 <= 5": figure("s3", "lake-indexed", "first_gets"),
+        "open_to_first_ms_spread <= 500": figure("spread", "lake-indexed", "open_to_first_ms"),
+        "p50_ms_spread <= 2 (blocks fetched as needed)": figure("spread", "lake-indexed", "p50_ms"),
+        "p50_ms_spread <= 2 (warmed, as the service does)": figure("spread", "lake-indexed+warm", "p50_ms"),
         "shell_lookup_s <= 1": statistics.median(shell),
     }
     if args.baseline_rev:
-        old = report["lakes"]["compact"][f"lake-indexed@{args.baseline_rev}"]
-        targets["hot_p50_ratio_new_over_baseline <= 1"] = indexed["p50_ms"] / old["p50_ms"]
-    peers = {e: f["p50_ms"] / indexed["p50_ms"] for e, f in report["lakes"]["compact"].items() if e != "lake-indexed"}
+        old = lakes["compact"][f"lake-indexed@{args.baseline_rev}"]["p50_ms"]
+        targets["hot p50 over the baseline's <= 1 (as needed)"] = indexed["p50_ms"] / old
+        warm = figure("compact", "lake-indexed+warm", "p50_ms")
+        targets["hot p50 over the baseline's <= 1 (warmed)"] = None if warm is None else warm / old
+    peers = {e: f["p50_ms"] / indexed["p50_ms"] for e, f in lakes["compact"].items() if e != "lake-indexed"}
     report["targets"] = targets
     report["p50_ratio_over_lake_indexed"] = peers
     print("targets: " + "; ".join(f"{k}: {'n/a' if v is None else round(v, 3)}" for k, v in targets.items()))

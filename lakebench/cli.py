@@ -851,6 +851,13 @@ def serve(
     poll_interval: Annotated[
         float, typer.Option("--poll-interval", min=0.05, help="Look for other processes' commits every (s).")
     ] = 2.0,
+    warm_index: Annotated[
+        bool,
+        typer.Option(
+            "--warm-index/--no-warm-index",
+            help="lake-indexed: fetch every index block and footer in the background after starting.",
+        ),
+    ] = True,
     results_dir: Annotated[
         Path,
         typer.Option(
@@ -904,6 +911,7 @@ def serve(
         ingest_settings=_ingest_settings(checked_token, **options),
         dlq_max_bytes=int(dlq_max_mb * 1e6),
         poll_s=poll_interval,
+        warm_index=warm_index,
         workers=workers,
         results_dir=results_dir,
     )

@@ -47,6 +47,7 @@ from lakebench.cache import CachePolicy, SwrCache, open_backend
 from lakebench.cache.redis import Subscription
 from lakebench.core.config import Settings
 from lakebench.core.errors import ConfigError, TransientError
+from lakebench.core.logs import fields
 from lakebench.core.models import Event
 from lakebench.decide.thresholds import LOOKUP_CACHE_LIMIT_MS, LOOKUP_THRESHOLD_MS, SEARCH_THRESHOLD_MS
 from lakebench.engines import open_engine
@@ -74,6 +75,7 @@ class ServiceConfig:
     ingest_settings: IngestSettings = field(default_factory=lambda: IngestSettings(token=None))
     dlq_max_bytes: int = 1 << 30
     poll_s: float = 2.0  # how often other processes' commits are looked for
+    warm_index: bool = True  # lake-indexed: fetch its index blocks and footers in the background
     workers: int = 1
     results_dir: Path = Path("results")  # benchmark runs write here; /status and /report read here
     bench: BenchLimits = field(default_factory=BenchLimits)
@@ -231,6 +233,14 @@ def check_config(config: ServiceConfig) -> None:
             raise ConfigError(f"the cache at {config.cache} does not answer ({detail}); the workers need it")
 
 
+def _warm(warm: Callable[[], dict[str, float]]) -> None:
+    try:
+        done = warm()
+        log.info("index warmed", extra=fields(**done))
+    except Exception:
+        log.exception("warming the index failed; lookups fetch what they need instead")
+
+
 def build_app(config: ServiceConfig) -> FastAPI:
     check_config(config)
     lake = Lake(config.settings)
@@ -280,6 +290,9 @@ def build_app(config: ServiceConfig) -> FastAPI:
                 channel = f"lakebench:{_lake_namespace(lake)}:flush"
                 broadcast = FlushBroadcast(config.cache, channel, flush_and_hear)
         watcher.start()
+        warm = getattr(engine, "warm", None)  # lake-indexed: its index blocks and footers, in the background
+        if warm is not None and config.warm_index:
+            threading.Thread(target=_warm, args=(warm,), name="lakebench-index-warm", daemon=True).start()
         try:
             yield
         finally:

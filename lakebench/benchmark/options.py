@@ -124,6 +124,7 @@ class HttpRunner:
         command = [sys.executable, "-m", "lakebench.cli", "serve", "--engine", spec.engine]
         command += ["--cache", "memory" if spec.cached else "none", "--no-auth", "--no-ingest"]
         command += ["--poll-interval", "86400"]  # nothing commits during a run: no catalog polls among the queries
+        command += ["--no-warm-index"]  # every request the option makes belongs to a query, as in process
         command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--lake", settings.lake]
         if settings.catalog:
             command += ["--catalog", settings.catalog]

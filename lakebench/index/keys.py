@@ -29,9 +29,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 SEGMENT_SUFFIX = ".v2.seg"
+FORMAT = 4  # of directories: one of another format is treated as missing (`lakebench index build` remakes it)
+
+
+class FormatError(ValueError):
+    """A key directory written by another version of lakebench."""
+
+
 BLOCK_RECORDS = 256  # records a block: 59 bytes each, ~15 KB a ranged GET
-BLOOM_BITS_PER_KEY = 16  # false positives ~0.05 % a segment: 2-3 stray blocks a lookup over 5,000 files
-BLOOM_HASHES = 11
+BLOOM_BITS_PER_KEY = 20  # blocked filter, 9 bits a key: ~0.08 % false positives a segment
+BLOOM_HASHES = 9
 SUMMARY_KEY = "lakebench.index.keys"
 
 RECORD = np.dtype(
@@ -100,30 +107,31 @@ class SegmentInfo:
     fences: np.ndarray  # uint64: the first hash of each block
     bloom: np.ndarray  # uint8: the Bloom filter's bits
     max_ts: int  # its newest event's ts (epoch µs): a lookup skips segments older than what it found
+    footer_len: int  # the data file's footer with its 8-byte trailer: one exact ranged GET
 
 
 _ROUNDS = np.arange(BLOOM_HASHES, dtype=np.uint64)
+BLOOM_BLOCK_BITS = 512  # a blocked Bloom filter: each key's bits in one 64-byte block (one cache line)
 
 
-def _bloom_positions(hashes: np.ndarray, bits: int) -> np.ndarray:
-    """Bit positions (len(hashes) x BLOOM_HASHES) by double hashing: h1 + i*h2 (mod 2^64) mod bits."""
-    h1 = hashes & np.uint64(0xFFFFFFFF)
-    h2 = (hashes >> np.uint64(32)) | np.uint64(1)
-    with np.errstate(over="ignore"):
-        return (h1[:, None] + _ROUNDS[None, :] * h2[:, None]) % np.uint64(bits)
+def _in_block(hashes: np.ndarray) -> np.ndarray:
+    """Each hash's BLOOM_HASHES bit positions within its block (len(hashes) x BLOOM_HASHES)."""
+    a = hashes & np.uint64(0xFFFF)
+    b = ((hashes >> np.uint64(16)) & np.uint64(0xFFFF)) | np.uint64(1)
+    return (a[:, None] + _ROUNDS[None, :] * b[:, None]) & np.uint64(BLOOM_BLOCK_BITS - 1)
 
 
-def summarize(data_key: str, data_size: int, records: np.ndarray) -> SegmentInfo:
-    nbytes = max(8, -(-len(records) * BLOOM_BITS_PER_KEY // 8))
-    bloom = np.zeros(nbytes, np.uint8)
+def summarize(data_key: str, data_size: int, records: np.ndarray, footer_len: int) -> SegmentInfo:
+    blocks = max(1, -(-len(records) * BLOOM_BITS_PER_KEY // BLOOM_BLOCK_BITS))
+    bloom = np.zeros(blocks * BLOOM_BLOCK_BITS // 8, np.uint8)
     if len(records):
-        positions = _bloom_positions(records["hash"], nbytes * 8).ravel()
-        np.bitwise_or.at(
-            bloom, (positions >> np.uint64(3)).astype(np.int64), (1 << (positions & np.uint64(7))).astype(np.uint8)
-        )
+        hashes = records["hash"]
+        block = (hashes >> np.uint64(32)) % np.uint64(blocks)
+        bits = (block[:, None] * np.uint64(BLOOM_BLOCK_BITS) + _in_block(hashes)).ravel()
+        np.bitwise_or.at(bloom, (bits >> np.uint64(3)).astype(np.int64), (1 << (bits & np.uint64(7))).astype(np.uint8))
     fences = records["hash"][::BLOCK_RECORDS].copy()
     max_ts = int(records["ts"].max()) if len(records) else -(2**63)
-    return SegmentInfo(data_key, data_size, len(records), fences, bloom, max_ts)
+    return SegmentInfo(data_key, data_size, len(records), fences, bloom, max_ts, footer_len)
 
 
 @dataclass(slots=True)
@@ -145,11 +153,13 @@ class Directory:
 
     def to_bytes(self) -> bytes:
         files = [
-            {"key": s.data_key, "size": s.data_size, "records": s.records, "max_ts": s.max_ts} for s in self.segments
+            {"key": s.data_key, "size": s.data_size, "records": s.records, "max_ts": s.max_ts, "footer": s.footer_len}
+            for s in self.segments
         ]
         out = io.BytesIO()
         np.savez(
             out,
+            format=np.array([FORMAT], np.int64),
             files=np.frombuffer(orjson.dumps(files), np.uint8),
             fences=np.concatenate([s.fences for s in self.segments]) if self.segments else np.zeros(0, np.uint64),
             fence_counts=np.array([len(s.fences) for s in self.segments], np.int64),
@@ -161,12 +171,16 @@ class Directory:
     @classmethod
     def from_bytes(cls, data: bytes) -> Directory:
         with np.load(io.BytesIO(data)) as arrays:
+            if "format" not in arrays or int(arrays["format"][0]) != FORMAT:
+                raise FormatError("a key directory of another lakebench version")
             files = orjson.loads(arrays["files"].tobytes())
             fences = np.split(arrays["fences"], np.cumsum(arrays["fence_counts"])[:-1]) if files else []
             blooms = np.split(arrays["bloom"], np.cumsum(arrays["bloom_bytes"])[:-1]) if files else []
         return cls(
             [
-                SegmentInfo(f["key"], int(f["size"]), int(f["records"]), fence, bloom, int(f["max_ts"]))
+                SegmentInfo(
+                    f["key"], int(f["size"]), int(f["records"]), fence, bloom, int(f["max_ts"]), int(f["footer"])
+                )
                 for f, fence, bloom in zip(files, fences, blooms, strict=True)
             ]
         )
@@ -182,21 +196,26 @@ class Probe:
         self.directory = directory
         segments = directory.segments
         self.keys = [s.data_key for s in segments]
-        self.bloom = np.concatenate([s.bloom for s in segments]) if segments else np.zeros(0, np.uint8)
-        sizes = np.array([len(s.bloom) for s in segments], np.int64)
-        self.bloom_start = (np.cumsum(sizes) - sizes) * 8  # in bits
-        self.bloom_bits = (sizes * 8).astype(np.uint64)
+        words = BLOOM_BLOCK_BITS // 64
+        self.bloom = (np.concatenate([s.bloom for s in segments]) if segments else np.zeros(0, np.uint8)).view("<u8")
+        sizes = np.array([len(s.bloom) // 8 for s in segments], np.int64)  # in 64-bit words
+        self.bloom_start = np.cumsum(sizes) - sizes
+        self.bloom_blocks = (sizes // words).astype(np.uint64)
         self.max_ts = np.array([s.max_ts for s in segments], np.int64)
+        self._words = words
 
     def candidates(self, h: int) -> np.ndarray:
         """Numbers of the segments whose filter admits the hash, newest first (by ``max_ts``)."""
         if not self.keys:
             return np.zeros(0, np.int64)
-        with np.errstate(over="ignore"):
-            sequence = np.uint64(h & 0xFFFFFFFF) + _ROUNDS * (np.uint64(h >> 32) | np.uint64(1))
-        bits = (sequence[None, :] % self.bloom_bits[:, None]).astype(np.int64) + self.bloom_start[:, None]
-        present = (self.bloom[bits >> 3] >> (bits & 7).astype(np.uint8)) & 1
-        found = np.flatnonzero(present.all(axis=1))
+        hv = np.array([h], np.uint64)
+        mask = np.zeros(self._words, np.uint64)
+        for bit in _in_block(hv)[0].tolist():
+            mask[bit >> 6] |= np.uint64(1 << (bit & 63))
+        used = np.flatnonzero(mask)
+        block = (np.uint64(h >> 32) % self.bloom_blocks).astype(np.int64)
+        words = self.bloom[(self.bloom_start + block * self._words)[:, None] + used[None, :]]
+        found = np.flatnonzero(((words & mask[used]) == mask[used]).all(axis=1))
         return found[np.argsort(-self.max_ts[found], kind="stable")]  # newest segments first
 
 

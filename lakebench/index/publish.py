@@ -103,22 +103,24 @@ class IndexWriter:
     # -- beside each data file ------------------------------------------------------------------
 
     def prepare_file(
-        self, key: str, data_size: int, table: pa.Table, group_rows: list[int], *, documents: bool = True
+        self, key: str, data_size: int, table: pa.Table, metadata: pq.FileMetaData, *, documents: bool = True
     ) -> FileIndex:
         """Publish the segment of the data file ``key`` (rows of ``table``, in file order) and spill
         its documents (unless ``documents`` is False: a merge changes no entity's newest event);
         called by the writer's threads before the commit."""
         data_prefix = self.lake.data_prefix
         index_prefix = index_prefix_for(data_prefix)
+        group_rows = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
         records = keys.build_records(table, group_rows)
+        info = keys.summarize(key, data_size, records, metadata.serialized_size + 8)
         self.store.put_bytes(keys.segment_key(index_prefix, key, data_prefix), records.tobytes())
         if not documents:
-            return FileIndex(keys.summarize(key, data_size, records), None)
+            return FileIndex(info, None)
         docs = fulltext.latest_docs(table.select(DOC_COLUMNS))
         spill = self.store.staging_path(".docs.arrow")
         with pa.OSFile(str(spill), "wb") as sink, pa.ipc.new_file(sink, docs.schema) as out:
             out.write_table(docs)
-        return FileIndex(keys.summarize(key, data_size, records), spill)
+        return FileIndex(info, spill)
 
     # -- in each commit attempt -----------------------------------------------------------------
 
@@ -163,7 +165,10 @@ class IndexWriter:
             return None
         directory = self._dirs.get(key)
         if directory is None:
-            directory = Directory.from_bytes(self.store.get(key))
+            try:
+                directory = Directory.from_bytes(self.store.get(key))
+            except keys.FormatError:
+                return None
         if len(directory.segments) != int(parent.get("total-data-files", "-1")):
             log.warning("the key directory %s does not cover its snapshot's files; not extended", key)
             return None
@@ -295,4 +300,4 @@ def _index_file(
     spill = store.staging_path(".docs.arrow")
     with pa.OSFile(str(spill), "wb") as sink, pa.ipc.new_file(sink, docs.schema) as out:
         out.write_table(docs)
-    return FileIndex(keys.summarize(key, size, records), spill)
+    return FileIndex(keys.summarize(key, size, records, parquet.metadata.serialized_size + 8), spill)

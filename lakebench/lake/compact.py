@@ -160,8 +160,7 @@ def _merge(
         rows = table.take(sort_indices(table))
         stats = write_events_parquet(rows, staging, options.parquet, presorted=True)
         metadata = pq.read_metadata(staging)
-        groups = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
-        index = indexes.prepare_file(key, stats.bytes, rows, groups, documents=False)
+        index = indexes.prepare_file(key, stats.bytes, rows, metadata, documents=False)
         lake.store.publish_file(key, staging)
     finally:
         staging.unlink(missing_ok=True)

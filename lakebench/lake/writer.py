@@ -219,8 +219,7 @@ class LakeWriter:
             index = None
             if self.indexes is not None:
                 metadata = pq.read_metadata(staging)
-                groups = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
-                index = self.indexes.prepare_file(key, stats.bytes, rows, groups)
+                index = self.indexes.prepare_file(key, stats.bytes, rows, metadata)
             store.publish_file(key, staging)
         finally:
             staging.unlink(missing_ok=True)

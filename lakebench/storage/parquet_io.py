@@ -108,9 +108,10 @@ class CachedFooter:
                 source.set_ranges({})
 
 
-def fetch_footer(store: ObjectStore, key: str, size: int) -> CachedFooter:
-    """The footer in one ranged GET (two when it is larger than the first guess)."""
-    tail_len = min(size, TAIL_GUESS)
+def fetch_footer(store: ObjectStore, key: str, size: int, tail_len: int = 0) -> CachedFooter:
+    """The footer in one ranged GET: ``tail_len`` bytes when known (the footer and its 8-byte
+    trailer), else a first guess (and a second GET when the footer is larger)."""
+    tail_len = min(size, tail_len or TAIL_GUESS)
     tail = store.get_range(key, size - tail_len, tail_len)
     (footer_len,) = struct.unpack("<I", tail[-8:-4])
     if tail[-4:] != b"PAR1":
@@ -119,7 +120,9 @@ def fetch_footer(store: ObjectStore, key: str, size: int) -> CachedFooter:
     if need > len(tail):
         tail = store.get_range(key, size - need, need)
     footer_start = size - len(tail)
-    metadata = pq.read_metadata(RangeFile(size, {footer_start: tail}))
+    # The footer alone, as a file of its own: pyarrow's reader would ask for more of the tail than
+    # an exact fetch holds. Offsets in it still point into the data file, read with this metadata.
+    metadata = pq.read_metadata(pa.BufferReader(b"PAR1" + tail[-need:]))
     return CachedFooter(key, size, footer_start, tail, metadata)
 
 

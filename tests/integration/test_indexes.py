@@ -335,3 +335,36 @@ def test_no_reader_needs_the_local_cache_to_survive(local_settings: Settings) ->
                 engine.close()
             for path in sorted(cache.rglob("*"), reverse=True):
                 path.unlink() if path.is_file() else path.rmdir()
+
+
+def test_a_writer_that_loses_a_commit_race_rebuilds_its_indexes_on_the_winners(
+    local_settings: Settings, monkeypatch: pytest.MonkeyPatch, make_event: MakeEvent
+) -> None:
+    """Writer A prepares its commit; writer B commits first; A's commit fails the catalog's
+    compare-and-swap, and its next attempt builds the directory and full-text version on B's."""
+    from lakebench.index.publish import IndexWriter
+
+    with Lake(local_settings) as lake:
+        write(lake, [make_event(entity_id="Base", body="foundation")])
+        calls: list[int] = []
+        real = IndexWriter.properties
+
+        def racing(self: IndexWriter, table: Any, added: Any, removed: Any = ()) -> dict[str, str]:
+            calls.append(1)
+            if len(calls) == 1:  # B commits while A is in its first attempt
+                write(lake, [make_event(entity_id="Winner", body="bravo")])
+            return real(self, table, added, removed)
+
+        monkeypatch.setattr(IndexWriter, "properties", racing)
+        write(lake, [make_event(entity_id="Loser", body="alpha"), make_event(entity_id="Base", body="rebuilt")])
+        monkeypatch.undo()
+        assert len(calls) == 3  # A's first attempt, B's commit, A's second attempt
+        engine = LakeIndexedEngine(lake)
+        try:
+            assert engine.notices == []
+            found = {w: [h.entity_id for h in engine.search(w, 5)] for w in ("alpha", "bravo", "rebuilt", "foundation")}
+            assert found == {"alpha": ["Loser"], "bravo": ["Winner"], "rebuilt": ["Base"], "foundation": []}
+            for entity in ("Loser", "Winner", "Base"):
+                assert engine.lookup("en.wikipedia.org", entity) is not None
+        finally:
+            engine.close()
