@@ -208,14 +208,16 @@ class Probe:
         """Numbers of the segments whose filter admits the hash, newest first (by ``max_ts``)."""
         if not self.keys:
             return np.zeros(0, np.int64)
-        hv = np.array([h], np.uint64)
-        mask = np.zeros(self._words, np.uint64)
-        for bit in _in_block(hv)[0].tolist():
-            mask[bit >> 6] |= np.uint64(1 << (bit & 63))
-        used = np.flatnonzero(mask)
+        a, b = h & 0xFFFF, ((h >> 16) & 0xFFFF) | 1  # as _in_block, for one hash, in plain ints
+        mask: dict[int, int] = {}
+        for i in range(BLOOM_HASHES):
+            bit = (a + i * b) & (BLOOM_BLOCK_BITS - 1)
+            mask[bit >> 6] = mask.get(bit >> 6, 0) | (1 << (bit & 63))
+        used = np.fromiter(mask, np.int64, len(mask))
+        bits = np.fromiter(mask.values(), np.uint64, len(mask))
         block = (np.uint64(h >> 32) % self.bloom_blocks).astype(np.int64)
         words = self.bloom[(self.bloom_start + block * self._words)[:, None] + used[None, :]]
-        found = np.flatnonzero(((words & mask[used]) == mask[used]).all(axis=1))
+        found = np.flatnonzero(((words & bits) == bits).all(axis=1))
         return found[np.argsort(-self.max_ts[found], kind="stable")]  # newest segments first
 
 
