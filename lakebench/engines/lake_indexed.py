@@ -117,8 +117,8 @@ class LakeIndexedEngine:
                     log.warning("%s", notice)
             self.notices = notices
             live = set(probe.keys) if probe is not None else set()
-            for key in [k for k in self._footers if k not in live]:
-                del self._footers[key]
+            for key in [k for k, _ in list(self._footers.items()) if k not in live]:  # copied: warm() adds
+                self._footers.pop(key, None)
             self._fts.prefix = index_prefix
             self._view = _View(snapshot_id, probe, fts_manifest, data_prefix, index_prefix)
             if self._sql_engine is not None:
@@ -158,7 +158,7 @@ class LakeIndexedEngine:
             fetched = np.frombuffer(raw, keys.RECORD)
             for b in missing:
                 piece = fetched[(b - lo) * keys.BLOCK_RECORDS : (b - lo + 1) * keys.BLOCK_RECORDS]
-                blocks[b] = (np.ascontiguousarray(piece["hash"]), piece)
+                blocks[b] = (np.ascontiguousarray(piece["hash"]), piece.copy())  # not a view of the whole fetch
             self._cache_blocks(info.data_key, {b: blocks[b] for b in missing})
         found: list[tuple[Any, ...]] = []
         hv = np.uint64(h)
@@ -210,6 +210,8 @@ class LakeIndexedEngine:
         segments = 0
         if view.probe is not None:
             for info in view.probe.directory.segments:
+                if self._view is not view:  # a newer snapshot: its files are fetched as lookups need them
+                    break
                 size = info.records * (keys.RECORD.itemsize + 8)
                 if self._block_bytes + size > BLOCK_CACHE_BYTES:
                     break
@@ -220,7 +222,7 @@ class LakeIndexedEngine:
                     self._cache_blocks(
                         info.data_key,
                         {
-                            b: (np.ascontiguousarray(part["hash"]), part)
+                            b: (np.ascontiguousarray(part["hash"]), part.copy())
                             for b in range(blocks)
                             if len(part := records[b * keys.BLOCK_RECORDS : (b + 1) * keys.BLOCK_RECORDS])
                         },

@@ -67,8 +67,8 @@ def summary_of(table: Table) -> dict[str, str]:
 
 
 def checked_summary(summary: dict[str, str], parent_id: int | None) -> dict[str, str]:
-    """The summary without its index entries if they were made for another parent (a snapshot whose
-    parent was expired has none: its entries stand)."""
+    """The summary without its index entries if they were made for another parent. (pyiceberg drops
+    the parent id of a snapshot whose parent it expired; Iceberg's spec keeps it: either way holds.)"""
     if parent_id is not None and summary.get(PARENT_KEY) != str(parent_id):
         summary = {k: v for k, v in summary.items() if k not in (keys.SUMMARY_KEY, fulltext.SUMMARY_KEY)}
     return summary
