@@ -63,6 +63,16 @@ class _View:
     index_prefix: str
 
 
+def _split_blocks(records: np.ndarray, first: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Records fetched from block ``first`` on, as cache entries: block number -> (its hashes, its
+    records), copies (a cached block must not keep the whole fetch alive)."""
+    out = {}
+    for i in range(0, len(records), keys.BLOCK_RECORDS):
+        part = records[i : i + keys.BLOCK_RECORDS]
+        out[first + i // keys.BLOCK_RECORDS] = (np.ascontiguousarray(part["hash"]), part.copy())
+    return out
+
+
 class LakeIndexedEngine:
     name = "lake-indexed"
 
@@ -155,11 +165,10 @@ class LakeIndexedEngine:
             count = min(info.records, (hi + 1) * keys.BLOCK_RECORDS) - start
             seg_key = keys.segment_key(view.index_prefix, info.data_key, view.data_prefix)
             raw = self._store.get_range(seg_key, start * keys.RECORD.itemsize, count * keys.RECORD.itemsize)
-            fetched = np.frombuffer(raw, keys.RECORD)
-            for b in missing:
-                piece = fetched[(b - lo) * keys.BLOCK_RECORDS : (b - lo + 1) * keys.BLOCK_RECORDS]
-                blocks[b] = (np.ascontiguousarray(piece["hash"]), piece.copy())  # not a view of the whole fetch
-            self._cache_blocks(info.data_key, {b: blocks[b] for b in missing})
+            fetched = _split_blocks(np.frombuffer(raw, keys.RECORD), lo)
+            fresh = {b: fetched[b] for b in missing}
+            blocks.update(fresh)
+            self._cache_blocks(info.data_key, fresh)
         found: list[tuple[Any, ...]] = []
         hv = np.uint64(h)
         for b in range(first, last + 1):
@@ -219,14 +228,7 @@ class LakeIndexedEngine:
                 if not all((info.data_key, b) in self._blocks for b in range(blocks)):
                     seg_key = keys.segment_key(view.index_prefix, info.data_key, view.data_prefix)
                     records = np.frombuffer(self._store.get(seg_key), keys.RECORD)
-                    self._cache_blocks(
-                        info.data_key,
-                        {
-                            b: (np.ascontiguousarray(part["hash"]), part.copy())
-                            for b in range(blocks)
-                            if len(part := records[b * keys.BLOCK_RECORDS : (b + 1) * keys.BLOCK_RECORDS])
-                        },
-                    )
+                    self._cache_blocks(info.data_key, _split_blocks(records, 0))
                     segments += 1
                 if info.data_key not in self._footers:
                     self._footers[info.data_key] = fetch_footer(

@@ -27,7 +27,6 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import tantivy
 from ulid import ULID
 
@@ -82,6 +81,8 @@ DOC_FIELDS = ("entity_ns", "entity_id", "event_id", "ts", "version", "type", "ti
 
 def _newest(table: pa.Table) -> pa.Table:
     """Each entity's newest row (by ts, version, event_id)."""
+    import pyarrow.compute as pc  # the writer's: a reader opening the index does not import it
+
     order = pc.sort_indices(
         table,
         sort_keys=[
@@ -103,6 +104,8 @@ def _newest(table: pa.Table) -> pa.Table:
 
 def latest_docs(table: pa.Table) -> pa.Table:
     """Each entity's latest event in ``table`` (by ts, version, event_id), with its document text."""
+    import pyarrow.compute as pc  # the writer's: a reader opening the index does not import it
+
     if table.num_rows == 0:
         return pa.table(
             {c: pa.array([], pa.int64() if c in ("ts", "version") else pa.large_string()) for c in DOC_FIELDS}

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
 SEGMENT_SUFFIX = ".v2.seg"
 FORMAT = 4  # of directories: one of another format is treated as missing (`lakebench index build` remakes it)
@@ -78,6 +77,8 @@ def directory_folder(index_prefix: str) -> str:
 
 def build_records(table: pa.Table, group_rows: list[int]) -> np.ndarray:
     """A written file's records, sorted, from its key columns (``table`` in the file's row order)."""
+    import pyarrow.compute as pc  # the writer's: a reader opening the index does not import it
+
     n = table.num_rows
     records = np.zeros(n, RECORD)
     if n == 0:

@@ -58,12 +58,10 @@ PARENT_KEY = "lakebench.index.parent"
 def summary_of(table: Table) -> dict[str, str]:
     """The current snapshot's summary; the index entries only if they were made for this snapshot's
     parent (a commit re-applied on another parent by some other tool keeps none)."""
-    snapshot = table.current_snapshot()
-    if snapshot is None or snapshot.summary is None:
-        return {}
-    summary = {str(k): str(v) for k, v in snapshot.summary.additional_properties.items()}
-    summary["total-data-files"] = str(snapshot.summary.get("total-data-files") or 0)
-    return checked_summary(summary, snapshot.parent_snapshot_id)
+    from lakebench.lake.metadata import view_of
+
+    view = view_of(table)
+    return checked_summary(view.summary, view.parent_id) if view.snapshot_id is not None else {}
 
 
 def checked_summary(summary: dict[str, str], parent_id: int | None) -> dict[str, str]:
@@ -117,10 +115,7 @@ class IndexWriter:
         if not documents:
             return FileIndex(info, None)
         docs = fulltext.latest_docs(table.select(DOC_COLUMNS))
-        spill = self.store.staging_path(".docs.arrow")
-        with pa.OSFile(str(spill), "wb") as sink, pa.ipc.new_file(sink, docs.schema) as out:
-            out.write_table(docs)
-        return FileIndex(info, spill)
+        return FileIndex(info, _spill(self.store, docs))
 
     # -- in each commit attempt -----------------------------------------------------------------
 
@@ -183,6 +178,14 @@ class IndexWriter:
         if self._fts is not None:
             self._fts.close()
             self._fts = None
+
+
+def _spill(store: ObjectStore, docs: pa.Table) -> Path:
+    """A file's documents on local disk (Arrow IPC) until its commit applies them."""
+    spill = store.staging_path(".docs.arrow")
+    with pa.OSFile(str(spill), "wb") as sink, pa.ipc.new_file(sink, docs.schema) as out:
+        out.write_table(docs)
+    return spill
 
 
 def apply_spills(fts: fulltext.FullTextWriter, spills: Iterable[Path]) -> int:
@@ -297,7 +300,4 @@ def _index_file(
         store.put_bytes(seg_key, records.tobytes())
         report.segments_built += 1
     docs = fulltext.latest_docs(table.select(DOC_COLUMNS))
-    spill = store.staging_path(".docs.arrow")
-    with pa.OSFile(str(spill), "wb") as sink, pa.ipc.new_file(sink, docs.schema) as out:
-        out.write_table(docs)
-    return FileIndex(keys.summarize(key, size, records, parquet.metadata.serialized_size + 8), spill)
+    return FileIndex(keys.summarize(key, size, records, parquet.metadata.serialized_size + 8), _spill(store, docs))

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
     from lakebench.lake.catalog import Lake
 
 NAMESPACE = "lakebench"  # as lakebench.lake.schema names them (without importing pyiceberg)
@@ -85,7 +87,11 @@ def current_snapshot(lake: Lake) -> SnapshotView:
 
 
 def _through_pyiceberg(lake: Lake) -> SnapshotView:
-    table = lake.table(create=False)
+    return view_of(lake.table(create=False))
+
+
+def view_of(table: Table) -> SnapshotView:
+    """A pyiceberg table's current snapshot, as the light path reads it."""
     snapshot = table.current_snapshot()
     if snapshot is None:
         return SnapshotView(table.metadata_location, table.location(), None, None)
@@ -93,8 +99,7 @@ def _through_pyiceberg(lake: Lake) -> SnapshotView:
     if snapshot.summary is not None:
         summary = {**snapshot.summary.additional_properties, "operation": str(snapshot.summary.operation)}
         for name in ("total-data-files", "total-records"):
-            if snapshot.summary.get(name) is not None:
-                summary[name] = snapshot.summary.get(name)
+            summary[name] = snapshot.summary.get(name) or 0
     return SnapshotView(
         table.metadata_location,
         table.location(),
