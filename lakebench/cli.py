@@ -777,6 +777,9 @@ LogLevelOpt = Annotated[
 LogJsonOpt = Annotated[
     bool, typer.Option("--log-json", envvar="LAKEBENCH_LOG_JSON", help="One JSON object per log line (stderr).")
 ]
+AccessLogOpt = Annotated[
+    bool, typer.Option("--access-log/--no-access-log", help="One log line per request (lakebench.access).")
+]
 
 
 def _check_auth(token: str | None, no_auth: bool, host: str) -> str | None:
@@ -881,6 +884,7 @@ def serve(
     max_body_bytes: MaxBodyOpt = Limits().max_body_bytes,
     log_level: LogLevelOpt = "info",
     log_json: LogJsonOpt = False,
+    access_log: AccessLogOpt = True,
     lake: LakeOpt = DEFAULT_LAKE,
     catalog: CatalogOpt = None,
 ) -> None:
@@ -895,7 +899,7 @@ def serve(
     from lakebench.cache import CachePolicy
     from lakebench.core import logs
 
-    logs.configure(log_level, as_json=log_json)
+    logs.configure(log_level, as_json=log_json, access=access_log)
     options = dict(ctx.params)
     policy = CachePolicy(max_age, swr, stale_if_error, negative_ttl)
     checked_token = _check_auth(token, no_auth, host)
@@ -940,6 +944,16 @@ def serve_pipeline(
     max_buffer_mb: MaxBufferOpt = 512.0,
     max_body_bytes: MaxBodyOpt = Limits().max_body_bytes,
     writer_id: Annotated[str | None, typer.Option("--writer-id", help="Default: kept in the state dir.")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Worker processes behind the one port, each with its own write-ahead log (a slot of the "
+            "state dir), all committing to the one table.",
+        ),
+    ] = 1,
     index: Annotated[
         bool,
         typer.Option(
@@ -950,30 +964,31 @@ def serve_pipeline(
     ] = True,
     log_level: LogLevelOpt = "info",
     log_json: LogJsonOpt = False,
+    access_log: AccessLogOpt = True,
     lake: LakeOpt = DEFAULT_LAKE,
     catalog: CatalogOpt = None,
 ) -> None:
     """The ingest pipeline alone: POST /v1/events -> write-ahead log -> rolling Parquet -> Iceberg commits."""
-    from lakebench.api.app import create_app
-    from lakebench.api.serve import check_port, run_uvicorn
+    from lakebench.api.serve import PipelineServer, check_port, run_pipeline_server
     from lakebench.core import logs
-    from lakebench.lake.catalog import Lake
-    from lakebench.pipeline.core import Pipeline
-    from lakebench.pipeline.dlq import DeadLetters
 
-    logs.configure(log_level, as_json=log_json)
+    logs.configure(log_level, as_json=log_json, access=access_log)
     options = dict(ctx.params)
     checked_token = _check_auth(token, no_auth, host)
     check_port(host, port)
-    target = Lake(_settings(lake, catalog))
-    pipeline = Pipeline(target, _pipeline_config(**options))
-    dlq = DeadLetters(target.store, max_total_bytes=int(dlq_max_mb * 1e6))
-    err.print(
-        f"pipeline {pipeline.writer_id} -> {target.url} (layout {layout}, state {pipeline.state_dir}) "
-        f"on http://{host}:{port}"
+    if workers > 1 and writer_id is not None:
+        raise LakebenchError("--writer-id names one writer: with --workers each worker keeps its own id")
+    config = PipelineServer(
+        settings=_settings(lake, catalog),
+        pipeline=_pipeline_config(**options),
+        ingest=_ingest_settings(checked_token, **options),
+        dlq_max_bytes=int(dlq_max_mb * 1e6),
+        workers=workers,
     )
-    app_ = create_app(target, pipeline, _ingest_settings(checked_token, **options), dlq)
-    run_uvicorn(app_, host, port, log_level)
+    err.print(
+        f"lakebench serve pipeline: {workers} worker(s), lake {config.settings.lake_url}, on http://{host}:{port}"
+    )
+    run_pipeline_server(config, host, port, log_level)
 
 
 @dlq_app.command("list")

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from lakebench.api.problems import RequestProblem
 
@@ -33,6 +34,14 @@ def check_token(credentials: HTTPAuthorizationCredentials | None, token: str | N
             "the bearer token is not valid",
             {"WWW-Authenticate": 'Bearer realm="lakebench", error="invalid_token"'},
         )
+
+
+def bearer_credentials(authorization: str | None) -> HTTPAuthorizationCredentials | None:
+    """What ``bearer`` (HTTPBearer, auto_error off) reads from an Authorization header."""
+    scheme, credentials = get_authorization_scheme_param(authorization)
+    if not (authorization and scheme and credentials) or scheme.lower() != "bearer":
+        return None
+    return HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials)
 
 
 def require_token(token: str | None) -> Callable[[HTTPAuthorizationCredentials | None], Awaitable[None]]:

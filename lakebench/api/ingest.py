@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
@@ -10,16 +11,19 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from lakebench.api.auth import require_token
+from lakebench.api.auth import bearer_credentials, check_token, require_token
 from lakebench.api.metrics import Metrics
-from lakebench.api.problems import RequestProblem, json_response, problem_responses
-from lakebench.core.errors import TransientError
+from lakebench.api.middleware import Observer, RequestContext, request_id
+from lakebench.api.problems import RequestProblem, json_response, problem_response, problem_responses
+from lakebench.core.errors import TransientError, is_transient
+from lakebench.core.models import Limits
 from lakebench.pipeline.core import Backpressure, Pipeline, PipelineStopped
 from lakebench.pipeline.decode import BodyError, BodyErrorKind, decompress, media_type, parse_records, too_large
 from lakebench.pipeline.dlq import DeadLetters
-from lakebench.pipeline.intake import request_digest, take_in
+from lakebench.pipeline.intake import Judged, judge, request_digest, take_in_async
 
 _STATUS: Final[dict[BodyErrorKind, tuple[int, str]]] = {
     "payload-too-large": (413, "Payload Too Large"),
@@ -123,6 +127,9 @@ class PipelineStats(BaseModel):
     dedupe_window_ids: int
     last_commit_at: float | None
     last_error: str | None
+    acknowledged_requests: int = Field(description="ingest calls answered once their events were on disk")
+    wal_syncs: int = Field(description="fsyncs of the write-ahead log: requests that arrive together share one")
+    wal_sync_seconds: float = Field(description="time spent in those fsyncs")
 
 
 _EVENT_SCHEMA: Final = {"$ref": "#/components/schemas/EventIn"}
@@ -148,16 +155,13 @@ async def read_body(request: Request, limit: int, idle_timeout_s: float, deadlin
         raise _problem(too_large(int(declared), limit, "request body", "--max-request-mb"))
     chunks: list[bytes] = []
     size = 0
-    stream = request.stream().__aiter__()
+    receive = request.receive  # the ASGI messages themselves: one wait for a body that came whole
     deadline = asyncio.get_running_loop().time() + deadline_s
     while True:
         left = deadline - asyncio.get_running_loop().time()
         try:
-            chunk = await asyncio.wait_for(stream.__anext__(), max(0.0, min(idle_timeout_s, left)))
-        except StopAsyncIteration:
-            return b"".join(chunks)
-        except ClientDisconnect:
-            raise RequestProblem(400, "client-disconnected", "Bad Request", "the client went away mid-body") from None
+            async with asyncio.timeout(max(0.0, min(idle_timeout_s, left))):  # no task per chunk, as wait_for
+                message = await receive()
         except TimeoutError:
             why = (
                 f"no part of it arrived for {idle_timeout_s:g} s"
@@ -172,10 +176,27 @@ async def read_body(request: Request, limit: int, idle_timeout_s: float, deadlin
                 "send the whole body",
                 {"Connection": "close"},
             ) from None
+        if message["type"] == "http.disconnect":
+            raise RequestProblem(400, "client-disconnected", "Bad Request", "the client went away mid-body")
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _problem(too_large(f"more than {limit:,}", limit, "request body", "--max-request-mb"))
         chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunk if len(chunks) == 1 else b"".join(chunks)
+
+
+INLINE_BYTES: Final = 16_384
+FLUSH_DEADLINE_S: Final = 60.0  # POST /v1/flush retries a transient failure this long
+
+
+def _decode_and_judge(
+    raw: bytes, encoding: str | None, kind: str, source: str, max_decompressed: int, limits: Limits, request: str
+) -> Judged:
+    body = decompress(raw, encoding, max_decompressed)
+    records, unit = parse_records(body, kind)
+    return judge(records, unit, limits, source, request)
 
 
 def _problem(error: BodyError) -> RequestProblem:
@@ -196,6 +217,90 @@ def unavailable(exc: Exception) -> RequestProblem:
     return RequestProblem(503, "unavailable", "Service Unavailable", detail, {"Retry-After": "5"})
 
 
+async def ingest(
+    request: Request, pipeline: Pipeline, dlq: DeadLetters, settings: IngestSettings, metrics: Metrics | None
+) -> Response:
+    """``POST /v1/events``, after authentication: the route's body, and the fast path's."""
+    encoding = request.headers.get("content-encoding")
+    client = request.client.host if request.client else "unknown"
+    try:
+        kind = media_type(request.headers.get("content-type"))
+        raw = await read_body(request, settings.max_request_bytes, settings.body_timeout_s, settings.body_deadline_s)
+        work = functools.partial(
+            _decode_and_judge,
+            raw,
+            encoding,
+            kind,
+            f"http:{client}",
+            settings.max_decompressed_bytes,
+            pipeline.config.limits,
+            digest := request_digest(raw, encoding),  # names the request's dead letters
+        )
+        # A small request is read on the event loop (a thread hop would cost more than the work);
+        # a large one, or a compressed one, off it, so other requests are served meanwhile.
+        small = len(raw) <= INLINE_BYTES and encoding is None
+        judged = work() if small else await run_in_threadpool(work)
+    except BodyError as error:
+        raise _problem(error) from None
+    try:  # dead letters are bounded by what came over the wire
+        answer = await take_in_async(pipeline, dlq, judged, len(raw), digest)
+    except (Backpressure, PipelineStopped, TransientError) as exc:
+        raise unavailable(exc) from None
+    if metrics is not None:
+        for status, n in (
+            ("accepted", answer.accepted),
+            ("duplicate", answer.duplicates),
+            ("rejected", answer.rejected),
+        ):
+            if n:
+                metrics.ingest_events.labels(status).inc(n)
+    return json_response(answer.document(), 422 if answer.all_rejected else 200)
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    path: str  # what a metrics observer reads of ``scope["route"]``
+
+
+class FastIngest:
+    """``POST /v1/events`` as pure ASGI, for ``App`` to call before FastAPI's middleware, routing,
+    dependency injection and exception handlers — what cost most of a one-event request. The same
+    handler (``ingest``), authentication (``check_token``), problems, request ids, access log and
+    metrics (its own ``RequestContext``) as the route, which stays for the OpenAPI document."""
+
+    PATH: Final = "/v1/events"
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        dlq: DeadLetters,
+        settings: IngestSettings,
+        metrics: Metrics | None = None,
+        observe: Observer | None = None,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
+        self._answer = functools.partial(ingest, pipeline=pipeline, dlq=dlq, settings=settings, metrics=metrics)
+        self._token = settings.token
+        self._context = RequestContext(self._serve, observe, headers)
+        self._route = _Route(self.PATH)
+
+    def handles(self, scope: Scope) -> bool:
+        return bool(scope["type"] == "http" and scope["path"] == self.PATH and scope["method"] == "POST")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = self._route
+        await self._context(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            check_token(bearer_credentials(request.headers.get("authorization")), self._token)
+            response = await self._answer(request)
+        except RequestProblem as problem:
+            response = problem_response(problem, self.PATH, request_id(scope))
+        await response(scope, receive, send)
+
+
 def pipeline_router(
     pipeline: Pipeline,
     dlq: DeadLetters,
@@ -206,7 +311,18 @@ def pipeline_router(
 ) -> APIRouter:
     """``flush``: what ``POST /v1/flush`` runs (every worker's pipeline, in a multi-worker service)."""
     router = APIRouter(dependencies=[Depends(require_token(settings.token))])
-    flush_all = flush or (lambda: pipeline.flush())
+    flush_once = flush or (lambda: pipeline.flush())
+
+    def flush_all() -> int:
+        """Until committed: a commit race lost to other writers (or a store's blip) is retried, with
+        jittered back-off, for up to FLUSH_DEADLINE_S; a terminal fault is not."""
+        retrying = Retrying(
+            retry=retry_if_exception(is_transient),
+            wait=wait_random_exponential(multiplier=0.1, max=2.0),
+            stop=stop_after_delay(FLUSH_DEADLINE_S),
+            reraise=True,
+        )
+        return retrying(flush_once)
 
     @router.post(
         "/v1/events",
@@ -225,33 +341,7 @@ def pipeline_router(
         event_id was already taken) or rejected with its reasons; rejected events go to the
         dead-letter store within its bounds. 422 when every event was rejected.
         """
-        encoding = request.headers.get("content-encoding")
-        try:
-            kind = media_type(request.headers.get("content-type"))
-            raw = await read_body(
-                request, settings.max_request_bytes, settings.body_timeout_s, settings.body_deadline_s
-            )
-            # Decompressing and parsing take CPU: off the event loop, so other requests are served.
-            body = await run_in_threadpool(decompress, raw, encoding, settings.max_decompressed_bytes)
-            records, unit = await run_in_threadpool(parse_records, body, kind)
-        except BodyError as error:
-            raise _problem(error) from None
-        client = request.client.host if request.client else "unknown"
-        try:
-            answer = await run_in_threadpool(  # dead letters are bounded by what came over the wire
-                take_in, pipeline, dlq, records, unit, f"http:{client}", len(raw), request_digest(raw, encoding)
-            )
-        except (Backpressure, PipelineStopped, TransientError) as exc:
-            raise unavailable(exc) from None
-        if metrics is not None:
-            for status, n in (
-                ("accepted", answer.accepted),
-                ("duplicate", answer.duplicates),
-                ("rejected", answer.rejected),
-            ):
-                if n:
-                    metrics.ingest_events.labels(status).inc(n)
-        return json_response(answer.document(), 422 if answer.all_rejected else 200)
+        return await ingest(request, pipeline, dlq, settings, metrics)
 
     @router.post("/v1/flush", tags=["ingest"], response_model=FlushAnswer, responses=problem_responses(401, 500, 503))
     async def post_flush() -> Response:
@@ -285,6 +375,9 @@ def pipeline_router(
                 "dedupe_window_ids": pipeline.dedupe.committed_ids,
                 "last_commit_at": s.last_commit_at,
                 "last_error": s.last_error,
+                "acknowledged_requests": s.acknowledged_requests,
+                "wal_syncs": pipeline.wal.syncs,
+                "wal_sync_seconds": pipeline.wal.sync_seconds,
             }
         )
 

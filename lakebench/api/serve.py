@@ -15,22 +15,91 @@ import pickle
 import shutil
 import socket
 import tempfile
+from dataclasses import dataclass
 from typing import Any
 
+from lakebench.api.ingest import IngestSettings
 from lakebench.api.service import ServiceConfig, build_app, check_config
 from lakebench.core import logs
+from lakebench.core.config import Settings
 from lakebench.core.errors import ConfigError
+from lakebench.pipeline.core import PipelineConfig
 
 CONFIG_ENV = "LAKEBENCH_SERVICE_CONFIG"
 LOG_ENV = "LAKEBENCH_SERVICE_LOG"  # "<level>" or "<level>:json", for the workers
+log = logging.getLogger(__name__)
 
 
 def app_from_env() -> Any:
     """The app of one worker process (uvicorn's factory)."""
-    level, _, form = os.environ.get(LOG_ENV, "info").partition(":")
-    logs.configure(level, as_json=form == "json")
+    _configure_logs()
     config: ServiceConfig = pickle.loads(base64.b64decode(os.environ[CONFIG_ENV]))
     return build_app(config)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineServer:
+    """``lakebench serve pipeline``: what each worker process builds its app from."""
+
+    settings: Settings
+    pipeline: PipelineConfig
+    ingest: IngestSettings
+    dlq_max_bytes: int
+    workers: int = 1
+
+
+def pipeline_app(config: PipelineServer) -> Any:
+    """One worker's ingest app: its own slot of the state folder, its own log."""
+    from lakebench.api.app import create_app
+    from lakebench.api.siblings import SiblingFlush, claim_pipeline
+    from lakebench.lake.catalog import Lake
+    from lakebench.pipeline.dlq import DeadLetters
+
+    lake = Lake(config.settings)
+    pipeline = claim_pipeline(lake, config.pipeline, config.workers)
+    dlq = DeadLetters(lake.store, max_total_bytes=config.dlq_max_bytes)
+    siblings = SiblingFlush(pipeline, config.workers) if config.workers > 1 else None
+    log.info(
+        "pipeline %s -> %s (layout %s, state %s)",
+        pipeline.writer_id,
+        lake.url,
+        config.pipeline.layout,
+        pipeline.state_dir,
+    )
+    return create_app(lake, pipeline, config.ingest, dlq, siblings)
+
+
+def pipeline_app_from_env() -> Any:
+    """The app of one ``serve pipeline`` worker process (uvicorn's factory)."""
+    _configure_logs()
+    config: PipelineServer = pickle.loads(base64.b64decode(os.environ[CONFIG_ENV]))
+    return pipeline_app(config)
+
+
+def run_pipeline_server(config: PipelineServer, host: str, port: int, log_level: str = "info") -> None:
+    """One process, or ``config.workers`` processes behind one port, each with its own log."""
+    check_port(host, port)
+    if config.workers == 1:
+        run_uvicorn(pipeline_app(config), host, port, log_level)
+        return
+    _hand_over(config, log_level)
+    run_uvicorn(
+        "lakebench.api.serve:pipeline_app_from_env", host, port, log_level, factory=True, workers=config.workers
+    )
+
+
+def _hand_over(config: object, log_level: str) -> None:
+    """The configuration and log format, for worker processes (they build their app themselves)."""
+    os.environ[CONFIG_ENV] = base64.b64encode(pickle.dumps(config)).decode()
+    json_root = any(isinstance(h.formatter, logs.JsonFormatter) for h in logging.getLogger().handlers)
+    access = not logging.getLogger("lakebench.access").disabled
+    os.environ[LOG_ENV] = ":".join([log_level, *(["json"] if json_root else []), *([] if access else ["noaccess"])])
+
+
+def _configure_logs() -> None:
+    """A worker's logs, as its parent's (``_hand_over``)."""
+    level, *flags = os.environ.get(LOG_ENV, "info").split(":")
+    logs.configure(level, as_json="json" in flags, access="noaccess" not in flags)
 
 
 def check_port(host: str, port: int) -> None:
@@ -65,9 +134,7 @@ def run_service(config: ServiceConfig, host: str, port: int, console: Any, log_l
     check_port(host, port)
     metrics = tempfile.mkdtemp(prefix="lakebench-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics
-    os.environ[CONFIG_ENV] = base64.b64encode(pickle.dumps(config)).decode()
-    json_root = any(isinstance(h.formatter, logs.JsonFormatter) for h in logging.getLogger().handlers)
-    os.environ[LOG_ENV] = log_level + (":json" if json_root else "")
+    _hand_over(config, log_level)
     console.print(
         f"lakebench serve: {config.workers} workers, {config.engine} over {config.settings.lake_url} on {where}",
         markup=False,

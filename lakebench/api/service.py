@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,27 +34,27 @@ from fastapi import APIRouter, FastAPI, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from lakebench.api.app import install_error_handlers, install_openapi
+from lakebench.api.app import App, install_error_handlers, install_openapi
 from lakebench.api.bench import BenchLimits, LastDecision, bench_router, last_decision
 from lakebench.api.bench_runs import BenchRuns
 from lakebench.api.generate import generate_router, openapi_models
-from lakebench.api.ingest import IngestSettings, pipeline_router
+from lakebench.api.ingest import FastIngest, IngestSettings, pipeline_router
 from lakebench.api.metrics import Metrics
 from lakebench.api.middleware import RequestContext
 from lakebench.api.problems import json_response
 from lakebench.api.read import ReadService, cache_key, read_router
+from lakebench.api.siblings import claim_pipeline
 from lakebench.cache import CachePolicy, SwrCache, open_backend
 from lakebench.cache.redis import Subscription
 from lakebench.core.config import Settings
 from lakebench.core.errors import ConfigError, TransientError
 from lakebench.core.logs import fields
-from lakebench.core.models import Event
+from lakebench.core.models import Event, EventRow
 from lakebench.decide.thresholds import LOOKUP_CACHE_LIMIT_MS, LOOKUP_THRESHOLD_MS, SEARCH_THRESHOLD_MS
 from lakebench.engines import open_engine
 from lakebench.lake.catalog import Lake
 from lakebench.pipeline.core import Pipeline, PipelineConfig
 from lakebench.pipeline.dlq import DeadLetters
-from lakebench.pipeline.state import StateInUse, default_state_dir
 from lakebench.storage.parquet_io import read_column
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class Status(BaseModel):
     ingest: bool
 
 
-def touched_keys(events: list[Event]) -> list[str]:
+def touched_keys(events: Sequence[Event | EventRow]) -> list[str]:
     keys = {(e.entity_ns, e.entity_id) for e in events}
     return [cache_key(kind, ns, eid) for ns, eid in keys for kind in ("entity", "history")]
 
@@ -197,19 +197,6 @@ class FlushBroadcast:
         self._client.close()
 
 
-def _claim_pipeline(lake: Lake, config: ServiceConfig) -> Pipeline:
-    """This process's pipeline: with several workers, the first free slot of the state folder."""
-    if config.workers == 1:
-        return Pipeline(lake, config.pipeline)
-    base = config.pipeline.state_dir or default_state_dir(lake)
-    for slot in range(config.workers):
-        try:
-            return Pipeline(lake, replace(config.pipeline, state_dir=base / f"worker-{slot}", writer_id=None))
-        except StateInUse:
-            continue
-    raise ConfigError(f"all {config.workers} pipeline slots under {base} are in use by other processes")
-
-
 def _lake_namespace(lake: Lake) -> str:
     """The cache's namespace: one per table (several lakes may share a Redis)."""
     identity = f"{lake.url}\n{lake.table(create=False).metadata.table_uuid}"
@@ -256,12 +243,12 @@ def build_app(config: ServiceConfig) -> FastAPI:
         if hasattr(backend, "on_evict"):
             backend.on_evict = lambda n: cache.counters.add("evictions", n) if cache else None
         reader.cache = cache
-    pipeline = _claim_pipeline(lake, config) if config.ingest else None
+    pipeline = claim_pipeline(lake, config.pipeline, config.workers) if config.ingest else None
     watcher = CommitWatcher(lake, reader, cache, config.poll_s)
     runs = BenchRuns(config.settings, config.results_dir, keep=config.bench.keep_runs)
     broadcast: FlushBroadcast | None = None
 
-    def on_commit(events: list[Event]) -> None:
+    def on_commit(events: list[EventRow]) -> None:
         reader.refresh()  # first: a read after the purge must see the commit
         if cache is not None:
             cache.purge(touched_keys(events))
@@ -307,21 +294,23 @@ def build_app(config: ServiceConfig) -> FastAPI:
             engine.close()
             lake.close()
 
-    app = FastAPI(
+    app = App(
         title="lakebench",
         version="0.1.0",
         lifespan=lifespan,
         description="Events and documents on object storage: read (cached), ingest, health, metrics and "
         "the benchmark that decides between the architecture options.",
     )
-    app.add_middleware(RequestContext, observe=_observer(metrics), headers=((b"x-served-by", WORKER.encode()),))
+    observe, served_by = _observer(metrics), ((b"x-served-by", WORKER.encode()),)
+    app.add_middleware(RequestContext, observe=observe, headers=served_by)
     if pipeline is not None:
         dlq = DeadLetters(lake.store, max_total_bytes=config.dlq_max_bytes)
+        settings = replace(config.ingest_settings, token=config.token)
+        app.fast_ingest = FastIngest(pipeline, dlq, settings, metrics, observe, served_by)
 
         def flush() -> int:
             return broadcast.flush_all() if broadcast is not None else flush_and_hear()
 
-        settings = replace(config.ingest_settings, token=config.token)
         app.include_router(pipeline_router(pipeline, dlq, settings, flush=flush, metrics=metrics))
         app.include_router(generate_router(pipeline, dlq, config.bench, token=config.token, metrics=metrics))
     app.include_router(read_router(reader, read_token=config.read_token, sql_token=config.token))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 
 from ulid import ULID
 
-_CROCKFORD = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+# 26 Crockford base32 characters (no I, L, O, U), the first at most 7: 128 bits.
+_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 
 
 def new_event_id(at: datetime | None = None) -> str:
@@ -24,6 +26,4 @@ def stable_event_id(ts: datetime, *parts: str) -> str:
 def normalise_ulid(value: str) -> str | None:
     """The canonical (upper-case) form of a ULID string, or None when it is not one."""
     text = value.strip().upper()
-    if len(text) != 26 or not set(text) <= _CROCKFORD or text[0] > "7":
-        return None
-    return text
+    return text if _ULID.fullmatch(text) else None

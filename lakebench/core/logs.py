@@ -63,8 +63,9 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(document, default=str).decode()
 
 
-def configure(level: str = "info", as_json: bool = False, stream: IO[str] | None = None) -> None:
-    """Send lakebench's and uvicorn's logs to ``stream`` (stderr) at ``level``, as text or JSON."""
+def configure(level: str = "info", as_json: bool = False, stream: IO[str] | None = None, access: bool = True) -> None:
+    """Send lakebench's and uvicorn's logs to ``stream`` (stderr) at ``level``, as text or JSON;
+    ``access`` False: no line per request (at thousands of requests a second, a cost of its own)."""
     if level not in LEVELS:
         from lakebench.core.errors import ConfigError
 
@@ -83,3 +84,4 @@ def configure(level: str = "info", as_json: bool = False, stream: IO[str] | None
         logger.propagate = True
         logger.setLevel(max(logging.INFO, logging.getLevelName(level.upper())))
     logging.getLogger("uvicorn.access").disabled = True  # lakebench.access writes the request lines
+    logging.getLogger("lakebench.access").disabled = not access

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Final, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal, NamedTuple
+
+import orjson
 
 EventType = Literal["create", "update", "delete"]
 EVENT_TYPES: Final[tuple[EventType, ...]] = ("create", "update", "delete")
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND: Final = timedelta(microseconds=1)
 
 # Column order of the lake table; the Iceberg schema in lake/schema.py follows it.
 FIELDS: Final[tuple[str, ...]] = (
@@ -81,3 +85,36 @@ class Event:
 
     def to_json(self) -> str:
         return json.dumps(self.to_json_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    def row(self) -> EventRow:
+        return EventRow(
+            self.event_id,
+            self.entity_ns,
+            self.entity_id,
+            (self.ts - EPOCH) // MICROSECOND,
+            self.type,
+            self.title,
+            self.body,
+            self.version,
+            orjson.dumps(self.attributes).decode() if self.attributes else None,
+        )
+
+
+class EventRow(NamedTuple):
+    """An event as the lake stores it, in FIELDS order: ``ts`` in epoch microseconds, ``attributes``
+    as JSON text (None when empty). What the ingest path carries from the request to the Parquet
+    columns: no datetime, no dict per event."""
+
+    event_id: str
+    entity_ns: str
+    entity_id: str
+    ts: int
+    type: str
+    title: str | None
+    body: str | None
+    version: int
+    attributes: str | None
+
+    def approx_size(self) -> int:
+        """A cheap size estimate (characters, not bytes) for batching decisions, as ``Event.approx_size``."""
+        return 56 + len(self.entity_id) + len(self.title or "") + len(self.body or "")

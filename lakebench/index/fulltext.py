@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -30,7 +31,7 @@ import pyarrow as pa
 import tantivy
 from ulid import ULID
 
-from lakebench.core.text import TOKEN_PATTERN
+from lakebench.core.text import SEPARATOR_CLASS
 from lakebench.storage import ObjectStore
 
 SUMMARY_KEY = "lakebench.index.fts"
@@ -57,9 +58,19 @@ SCHEMA = _schema()
 
 
 def _analyzer() -> tantivy.TextAnalyzer:
-    return (
-        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(TOKEN_PATTERN)).filter(tantivy.Filter.lowercase()).build()
-    )
+    """lakebench's tokens (core/text.py) from text whose separators ``_spaced`` made spaces: tantivy's
+    whitespace tokenizer splits on ASCII whitespace only, as the rule does, and at several times
+    the speed of its regular-expression tokenizer, which gives the same tokens from the raw text."""
+    return tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).filter(tantivy.Filter.lowercase()).build()
+
+
+# Every ASCII separator byte becomes a space; UTF-8 sequences of other characters hold no ASCII byte.
+_SEPARATORS = bytes(c for c in range(128) if re.fullmatch(f"[{SEPARATOR_CLASS}]", chr(c)))
+_SPACES = bytes.maketrans(_SEPARATORS, b" " * len(_SEPARATORS))
+
+
+def _spaced(text: str) -> str:
+    return text.encode("utf-8", "surrogatepass").translate(_SPACES).decode("utf-8", "surrogatepass")
 
 
 def default_cache_dir(lake_url: str) -> Path:
@@ -230,7 +241,7 @@ class FullTextWriter:
                     title=("" if deleted else r["title"] or "").encode("utf-8", "surrogatepass"),
                     ts=mine[0],
                     version=mine[1],
-                    text="" if deleted else r["text"],
+                    text="" if deleted else _spaced(r["text"]),
                 )
             )
             changed += 1

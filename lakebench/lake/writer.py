@@ -26,13 +26,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from ulid import ULID
 
-from lakebench.core.models import Event
+from lakebench.core.models import Event, EventRow
 from lakebench.index.publish import FileIndex, IndexWriter, discard
 from lakebench.lake.catalog import Lake
 from lakebench.lake.known import KnownIds
 from lakebench.lake.layouts import FlatLayout, Layout
 from lakebench.lake.parquet import FileStats, ParquetOptions, write_events_parquet
-from lakebench.lake.schema import events_to_arrow
+from lakebench.lake.schema import rows_to_arrow
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -96,7 +96,7 @@ class LakeWriter:
 
     def write(
         self,
-        events: Iterable[Event],
+        events: Iterable[Event | EventRow],
         *,
         summary: dict[str, str] | None = None,
         progress: Callable[[int], None] | None = None,
@@ -123,7 +123,7 @@ class LakeWriter:
 
     def write_files(
         self,
-        events: Iterable[Event],
+        events: Iterable[Event | EventRow],
         *,
         progress: Callable[[int], None] | None = None,
         names: NameFn = ulid_names,
@@ -139,13 +139,13 @@ class LakeWriter:
 
     def _write_files(
         self,
-        events: Iterable[Event],
+        events: Iterable[Event | EventRow],
         result: WriteResult,
         progress: Callable[[int], None] | None,
         names: NameFn,
         known: KnownIds | None,
     ) -> WriteResult:
-        def submit(batch: list[Event], size: int) -> list[Future[WrittenFile]]:
+        def submit(batch: list[Event | EventRow], size: int) -> list[Future[WrittenFile]]:
             if known is not None:
                 keep = known.new([e.event_id for e in batch])
                 kept = [e for e, k in zip(batch, keep, strict=True) if k]
@@ -160,7 +160,7 @@ class LakeWriter:
         counter = iter(range(1 << 30))
         with ThreadPoolExecutor(max_workers=self.options.threads) as pool:
             pending: list[Future[WrittenFile]] = []
-            batch: list[Event] = []
+            batch: list[Event | EventRow] = []
             size = 0
             for event in events:
                 batch.append(event)
@@ -191,14 +191,14 @@ class LakeWriter:
                 progress(written.stats.rows)
 
     def _submit_batch(
-        self, batch: list[Event], size: int, pool: ThreadPoolExecutor, next_name: Callable[[], str]
+        self, batch: list[Event | EventRow], size: int, pool: ThreadPoolExecutor, next_name: Callable[[], str]
     ) -> list[Future[WrittenFile]]:
         """Convert a batch to Arrow, split it by layout, and write each part as one file or key-range slices.
 
         Conversion holds the GIL and runs here; the workers' take + Parquet encoding + compression
         release it, so slices are written on all cores while the next batch is being read.
         """
-        table = events_to_arrow(batch)
+        table = rows_to_arrow([e.row() if isinstance(e, Event) else e for e in batch])
         futures: list[Future[WrittenFile]] = []
         for folder, order in self.layout.split(table):
             part_size = size * len(order) // max(1, table.num_rows)
@@ -247,15 +247,15 @@ class LakeWriter:
             if known is not None:
                 known.check_commit(table)
             summary_now = dict(snapshot_summary)
-            if self.indexes is not None and all(f.index is not None for f in result.files):
+            if urls and self.indexes is not None and all(f.index is not None for f in result.files):
                 summary_now |= self.indexes.properties(table, [f.index for f in result.files if f.index is not None])
             with table.transaction() as tx:
                 if properties:
                     tx.set_properties(properties)
-                tx.add_files(urls, snapshot_properties=summary_now, check_duplicate_files=False)
+                if urls:  # none: the properties alone (a pipeline whose events another writer committed)
+                    tx.add_files(urls, snapshot_properties=summary_now, check_duplicate_files=False)
             snapshot = table.current_snapshot()
-            assert snapshot is not None
-            return int(snapshot.snapshot_id), True
+            return (int(snapshot.snapshot_id) if snapshot is not None else 0), True
 
         try:
             return self.lake.commit_with_retry(attempt, f"commit of {len(urls)} files")

@@ -1,6 +1,8 @@
 """The pipeline's engine room: acknowledge durably, buffer, roll into Parquet, commit exactly once.
 
-    submit(events) -> dedupe by event_id -> WAL append + fsync -> in-memory buffer -> ack
+    submit(rows) -> dedupe by event_id -> WAL write -> group fsync -> in-memory buffer -> ack
+    (the syncer thread: one fsync covers every write made while the previous one ran, so requests
+    that arrive together share it; an acknowledgement still means "on disk")
     flusher thread: roll when the buffer reaches ``roll_bytes``, when its oldest event is
     ``roll_interval_s`` old, or after ``idle_s`` without new events
     flush: write key-sorted files named from the WAL offsets they hold, then one Iceberg commit
@@ -19,33 +21,43 @@ refuses new events with the reason, which ``/healthz`` and the stats show, until
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+import msgspec
 import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 from ulid import ULID
 
 from lakebench.core.errors import TerminalError, TransientError, is_transient
 from lakebench.core.logs import fields
-from lakebench.core.models import Event, Limits
+from lakebench.core.models import Event, EventRow, Limits
 from lakebench.core.validate import parse_event
 from lakebench.index.publish import discard
 from lakebench.lake.catalog import Lake
 from lakebench.lake.layouts import get_layout
 from lakebench.lake.writer import LakeWriter, WriterOptions
 from lakebench.pipeline.dedupe import DedupeWindow
+from lakebench.pipeline.foreign import ForeignAppends
 from lakebench.pipeline.state import StateFolder, default_state_dir
 from lakebench.pipeline.wal import WalCorrupted, WriteAheadLog
 
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
 log = logging.getLogger(__name__)
 Status = Literal["accepted", "duplicate"]
+RowHook = Callable[[list[EventRow]], None]
+_ROW_ENCODER = msgspec.json.Encoder()  # a row is logged as a JSON array in FIELDS order
+_ROW_DECODER = msgspec.json.Decoder(EventRow)
 
 
 class Backpressure(TransientError):
@@ -63,11 +75,11 @@ class PipelineStopped(TerminalError):
 @dataclass(slots=True)
 class PipelineHooks:
     """Observers of a flush's steps (metrics, indexes, and the crash tests, which stop the process
-    between the steps). Each is called with the events of the flush."""
+    between the steps). Each is called with the events of the flush, as rows."""
 
-    files_written: list[Callable[[list[Event]], None]] = field(default_factory=list)  # published, not committed
-    committed: list[Callable[[list[Event]], None]] = field(default_factory=list)  # committed, log not yet cut
-    flushed: list[Callable[[list[Event]], None]] = field(default_factory=list)  # all done: readers see them
+    files_written: list[RowHook] = field(default_factory=list)  # published, not committed
+    committed: list[RowHook] = field(default_factory=list)  # committed, log not yet cut
+    flushed: list[RowHook] = field(default_factory=list)  # all done: readers see them
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +113,12 @@ class PipelineStats:
     dead_letters: int = 0
     dead_letters_dropped: int = 0
     flush_seconds: list[float] = field(default_factory=list)
+    acknowledged_requests: int = 0  # submits answered after their events were on disk
 
 
 @dataclass(slots=True)
 class _Buffer:
-    events: list[Event] = field(default_factory=list)
+    rows: list[EventRow] = field(default_factory=list)
     first_offset: int = -1
     last_offset: int = -1
     bytes: int = 0
@@ -141,6 +154,14 @@ class Pipeline:
         self._thread: threading.Thread | None = None
         self.hooks = PipelineHooks()
         self.failure: str | None = None  # why the flusher stopped, when a terminal fault stopped it
+        # Group commit: written to the log, waiting for an fsync (in offset order), and who waits.
+        self._unsynced: deque[tuple[int, list[EventRow], int]] = deque()
+        self._unsynced_bytes = 0
+        self._durable = 0  # every offset below this is on disk and in the buffer
+        self._sync_cond = threading.Condition()
+        self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._syncer: threading.Thread | None = None
+        self._foreign: ForeignAppends | None = None  # set by start()
 
     @staticmethod
     def _new_writer_id(state_dir: Path) -> str:
@@ -159,13 +180,17 @@ class Pipeline:
         self.wal.advance_to(committed + 1)
         unlimited = Limits(max_body_bytes=1 << 62, max_attributes_bytes=1 << 62, max_attributes_depth=1 << 20)
         for offset, payload in self.wal.replay(after=committed):
-            event = parse_event(orjson.loads(payload), unlimited)
-            if not isinstance(event, Event):
-                raise WalCorrupted(f"WAL record {offset} in {self.wal.folder} no longer parses as an event: {event}")
-            self.dedupe.add_pending([event.event_id])
-            self._append_to_buffer([event], offset, [len(payload)])
+            row = _logged_row(payload, unlimited)
+            if row is None:
+                raise WalCorrupted(f"WAL record {offset} in {self.wal.folder} no longer parses as an event")
+            self.dedupe.add_pending([row.event_id])
+            self._append_to_buffer([row], offset, len(payload))
             self.stats.replayed += 1
         self.wal.truncate(committed)
+        self._foreign = ForeignAppends(self.lake, self.writer_id, table)
+        self._durable = self.wal.next_offset
+        self._syncer = threading.Thread(target=self._sync_loop, name="lakebench-wal-sync", daemon=True)
+        self._syncer.start()
         self._thread = threading.Thread(target=self._run, name="lakebench-flusher", daemon=True)
         self._thread.start()
 
@@ -174,6 +199,10 @@ class Pipeline:
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
+        with self._sync_cond:
+            self._sync_cond.notify_all()
+        if self._syncer is not None:
+            self._syncer.join()  # it syncs what was written before it leaves
         try:
             if flush:
                 self.flush()  # what fails to commit here stays in the WAL for the next start
@@ -195,53 +224,127 @@ class Pipeline:
                 retry_after=max(1, int(self.config.roll_interval_s)),
             )
 
-    def submit(self, events: list[Event]) -> list[Status]:
-        """Durably accept events; returns, per event, whether it was new or a duplicate of a known id."""
-        self.admit()
-        statuses: list[Status] = []
-        fresh: list[Event] = []
-        payloads: list[bytes] = []
-        with self._lock:
-            seen_now: set[str] = set()
-            known = self.dedupe.seen([e.event_id for e in events])
-            for event, seen in zip(events, known, strict=True):
-                if seen or event.event_id in seen_now:
-                    statuses.append("duplicate")
-                    continue
-                seen_now.add(event.event_id)
-                statuses.append("accepted")
-                fresh.append(event)
-                payloads.append(orjson.dumps(event.to_json_dict()))
-            if fresh:
-                first = self.wal.append(payloads)  # durable before we acknowledge
-                self.dedupe.add_pending(seen_now)
-                self._append_to_buffer(fresh, first, [len(p) for p in payloads])
-        self.stats.accepted += len(fresh)
-        self.stats.duplicates += len(events) - len(fresh)
-        if self._buffer.bytes >= self.config.roll_bytes:
-            self._wake.set()
+    def submit(self, events: Sequence[Event | EventRow]) -> list[Status]:
+        """Durably accept events; returns, per event, whether it was new or a duplicate of a known id.
+        Returns once they are on disk (sharing an fsync with whatever else arrived meanwhile)."""
+        statuses, end = self._take(events)
+        with self._sync_cond:
+            while self._durable < end:
+                self._check_syncing()
+                self._sync_cond.wait(timeout=1.0)
+        self.stats.acknowledged_requests += 1
         return statuses
 
-    def _append_to_buffer(self, events: list[Event], first_offset: int, sizes: list[int]) -> None:
+    async def submit_async(self, events: Sequence[Event | EventRow]) -> list[Status]:
+        """``submit`` for an event loop: the wait for the disk holds no thread."""
+        statuses, end = self._take(events)
+        with self._sync_cond:
+            durable = self._durable >= end
+            if not durable:
+                self._check_syncing()
+                loop = asyncio.get_running_loop()
+                future: asyncio.Future[None] = loop.create_future()
+                self._async_waiters.append((end, loop, future))
+        if not durable:
+            await future
+        self.stats.acknowledged_requests += 1
+        return statuses
+
+    def _take(self, events: Sequence[Event | EventRow]) -> tuple[list[Status], int]:
+        """Dedupe and write to the log (not yet synced); the statuses, and the offset the caller's
+        acknowledgement waits for (0: nothing new)."""
+        self.admit()
+        rows = [e.row() if isinstance(e, Event) else e for e in events]
+        payloads = [_ROW_ENCODER.encode(r) for r in rows]
+        statuses: list[Status] = []
+        fresh: list[EventRow] = []
+        fresh_payloads: list[bytes] = []
+        end = 0
+        with self._lock:
+            seen_now: set[str] = set()
+            known = self.dedupe.seen([r.event_id for r in rows])
+            for row, payload, seen in zip(rows, payloads, known, strict=True):
+                if seen or row.event_id in seen_now:
+                    statuses.append("duplicate")
+                    continue
+                seen_now.add(row.event_id)
+                statuses.append("accepted")
+                fresh.append(row)
+                fresh_payloads.append(payload)
+            if fresh:
+                first = self.wal.write(fresh_payloads)  # acknowledged once a sync covers it
+                self.dedupe.add_pending(seen_now)
+                size = sum(len(p) for p in fresh_payloads)
+                self._unsynced.append((first, fresh, size))
+                self._unsynced_bytes += size
+                end = first + len(fresh)
+        self.stats.accepted += len(fresh)
+        self.stats.duplicates += len(rows) - len(fresh)
+        if end:
+            with self._sync_cond:
+                self._sync_cond.notify_all()
+        return statuses, end
+
+    def _check_syncing(self) -> None:
+        if self.failure is not None:
+            raise PipelineStopped(f"the pipeline stopped and takes no events: {self.failure}")
+        if self._syncer is None or not self._syncer.is_alive():
+            raise PipelineStopped("the pipeline is not running (start() it first, or it was stopped)")
+
+    # -- group commit ---------------------------------------------------------------------------
+
+    def _sync_loop(self) -> None:
+        """fsync the log while writes wait for it; each sync acknowledges every write before it."""
+        while True:
+            with self._sync_cond:
+                while self.wal.next_offset <= self._durable and not self._stop.is_set():
+                    self._sync_cond.wait()
+                if self.wal.next_offset <= self._durable:
+                    return  # stopping, and nothing waits
+            try:
+                upto = self.wal.sync()
+            except BaseException as exc:  # the log's state on disk is unknown: take no more events
+                self._fail(exc)
+                with self._sync_cond:
+                    waiters, self._async_waiters = self._async_waiters, []
+                    self._sync_cond.notify_all()
+                _wake_up(waiters, PipelineStopped(f"the log could not be synced: {exc}"))
+                return
+            with self._lock:  # into the buffer in offset order, before anyone is told
+                while self._unsynced and self._unsynced[0][0] < upto:
+                    first, rows, size = self._unsynced.popleft()
+                    self._unsynced_bytes -= size
+                    self._append_to_buffer(rows, first, size)
+            with self._sync_cond:
+                self._durable = max(self._durable, upto)
+                ready = [w for w in self._async_waiters if w[0] <= upto]
+                if ready:
+                    self._async_waiters = [w for w in self._async_waiters if w[0] > upto]
+                self._sync_cond.notify_all()
+            _wake_up(ready, None)
+            if self._buffer.bytes >= self.config.roll_bytes:
+                self._wake.set()
+
+    def _append_to_buffer(self, rows: list[EventRow], first_offset: int, size: int) -> None:
         now = time.monotonic()
         buffer = self._buffer
-        if not buffer.events:
+        if not buffer.rows:
             buffer.first_offset = first_offset
             buffer.oldest_at = now
-        buffer.events.extend(events)
-        buffer.last_offset = first_offset + len(events) - 1
-        buffer.bytes += sum(sizes)
+        buffer.rows.extend(rows)
+        buffer.last_offset = first_offset + len(rows) - 1
+        buffer.bytes += size
         buffer.newest_at = now
 
     @property
     def buffered_events(self) -> int:
         retry = self._retry
-        return len(self._buffer.events) + (len(retry.events) if retry is not None else 0)
+        return len(self._buffer.rows) + (len(retry.rows) if retry is not None else 0)
 
     @property
     def buffered_bytes(self) -> int:
         retry = self._retry
-        return self._buffer.bytes + (retry.bytes if retry is not None else 0)
+        return self._buffer.bytes + self._unsynced_bytes + (retry.bytes if retry is not None else 0)
 
     # -- rolling --------------------------------------------------------------------------------
 
@@ -249,7 +352,7 @@ class Pipeline:
         if self._retry_failed:  # a batch whose commit failed waits: retry it (not one being committed now)
             return True
         buffer = self._buffer
-        if not buffer.events:
+        if not buffer.rows:
             return False
         now = time.monotonic()
         return (
@@ -308,7 +411,7 @@ class Pipeline:
             while True:
                 with self._lock:
                     if self._retry is None:
-                        if not self._buffer.events:
+                        if not self._buffer.rows:
                             return committed
                         self._retry, self._buffer = self._buffer, _Buffer()
                     batch = self._retry
@@ -319,25 +422,39 @@ class Pipeline:
                     raise
                 with self._lock:
                     self._retry, self._retry_failed = None, False
-                committed += len(batch.events)
+                committed += len(batch.rows)
                 self._after_commit(batch)
 
     def _commit(self, buffer: _Buffer) -> None:
         started = time.perf_counter()
         first, last = buffer.first_offset, buffer.last_offset
         prefix = f"{self.writer_id}-{first:020d}-{last:020d}"
-        result = self._writer.write_files(buffer.events, names=lambda n: f"{prefix}-{n:04d}.parquet")
+        ids = [r.event_id for r in buffer.rows]
+        rows = buffer.rows
+        foreign = self._foreign
+        if foreign is not None:  # a retry another worker (or pipeline) took first: committed once, there
+            elsewhere = foreign.committed_elsewhere(self.lake.table(), ids)
+            if elsewhere:
+                rows = [r for r in rows if r.event_id not in elsewhere]
+                log.info(
+                    "%d events of offsets %s-%s were committed by another writer; skipped", len(elsewhere), first, last
+                )
+        result = self._writer.write_files(rows, names=lambda n: f"{prefix}-{n:04d}.parquet")
         try:
             for hook in self.hooks.files_written:
-                hook(buffer.events)
-            self.dedupe.record_commit([e.event_id for e in buffer.events], first, last)  # before the commit
+                hook(buffer.rows)
+            self.dedupe.record_commit(ids, first, last)  # before the commit
         except BaseException:
             discard(f.index for f in result.files if f.index is not None)  # the commit would have
             raise
         key = self.offset_property
 
-        def already(table: object) -> bool:
-            return int(getattr(table, "properties", {}).get(key, "-1")) >= last
+        def already(table: Table) -> bool:
+            if int(table.properties.get(key, "-1")) >= last:
+                return True
+            if foreign is not None:
+                foreign.check_commit(table, [r.event_id for r in rows])
+            return False
 
         snapshot_id, done = self._writer.commit(
             result,
@@ -348,12 +465,14 @@ class Pipeline:
         if not done:
             log.info("offsets %s-%s were already committed (replay after a crash); skipped", first, last)
         else:
+            if foreign is not None:
+                foreign.mine(snapshot_id)
             log.info(
                 "commit",
                 extra=fields(
                     writer=self.writer_id,
                     files=len(result.files),
-                    events=len(buffer.events),
+                    events=len(buffer.rows),
                     bytes=result.parquet_bytes,
                     snapshot_id=snapshot_id,
                     offsets=f"{first}-{last}",
@@ -361,7 +480,7 @@ class Pipeline:
                 ),
             )
         self.stats.flushes += 1
-        self.stats.committed_events += len(buffer.events)
+        self.stats.committed_events += len(buffer.rows)
         self.stats.committed_offset = last
         self.stats.last_commit_at = time.time()
         self.stats.last_error = None
@@ -370,11 +489,11 @@ class Pipeline:
 
     def _after_commit(self, buffer: _Buffer) -> None:
         """What follows a commit cannot undo it: a failure here is logged, never a reason to commit again."""
-        events = buffer.events
+        rows = buffer.rows
         steps: list[tuple[str, Callable[[], object]]] = [
-            *((f"hook {h!r}", functools.partial(h, events)) for h in self.hooks.committed),
+            *((f"hook {h!r}", functools.partial(h, rows)) for h in self.hooks.committed),
             ("the WAL cut", functools.partial(self.wal.truncate, buffer.last_offset)),  # a replay skips them anyway
-            *((f"hook {h!r}", functools.partial(h, events)) for h in self.hooks.flushed),
+            *((f"hook {h!r}", functools.partial(h, rows)) for h in self.hooks.flushed),
         ]
         for name, step in steps:
             try:
@@ -384,3 +503,36 @@ class Pipeline:
                 log.exception(
                     "%s failed after the commit of offsets %s-%s", name, buffer.first_offset, buffer.last_offset
                 )
+
+
+def _wake_up(
+    waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]], error: Exception | None
+) -> None:
+    """Settle the waiters' futures: one call into each event loop, however many wait there (each
+    call into a loop from another thread is a write to its wake-up pipe)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for _, loop, future in waiters:
+        by_loop.setdefault(loop, []).append(future)
+    for loop, futures in by_loop.items():
+        loop.call_soon_threadsafe(_settle, futures, error)
+
+
+def _settle(futures: list[asyncio.Future[None]], error: Exception | None) -> None:
+    for future in futures:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
+def _logged_row(payload: bytes, limits: Limits) -> EventRow | None:
+    """A log record as a row: a JSON array (this version), or an event object (logs written before)."""
+    if payload[:1] == b"[":
+        try:
+            return _ROW_DECODER.decode(payload)
+        except msgspec.DecodeError:
+            return None
+    event = parse_event(orjson.loads(payload), limits)
+    return event.row() if isinstance(event, Event) else None

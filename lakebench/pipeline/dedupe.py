@@ -30,6 +30,7 @@ import numpy as np
 
 ID_DTYPE: Final = "S26"  # a ULID's 26 Crockford characters
 MAX_SEGMENTS: Final = 24
+RECENT_SEGMENTS: Final = 4  # segments probed one by one before they are folded into the sorted base
 _NAME = re.compile(r"^seg-(\d{20})-(\d{20})\.npy$")
 
 
@@ -79,8 +80,14 @@ class DedupeWindow:
         self._lock = threading.Lock()
         self._pending: set[str] = set()
         self._segments: list[_Segment] = []
+        # What ``seen`` probes: one sorted array of the window's ids as of the last rebuild (it may
+        # still hold ids evicted since: remembering more is never wrong), and the segments committed
+        # since — a few searches a request, whatever the number of segments.
+        self._base = np.array([], dtype=ID_DTYPE)
+        self._recent: list[np.ndarray] = []
         folder.mkdir(parents=True, exist_ok=True)
         self._load()
+        self._rebuild()
 
     def _load(self) -> None:
         found: list[_Segment] = []
@@ -109,12 +116,21 @@ class DedupeWindow:
         probe = np.array(ids, dtype=ID_DTYPE)
         found = np.zeros(len(ids), dtype=bool)
         with self._lock:  # an id moving from pending to a segment is in one or the other, never neither
-            for segment in self._segments:
-                if len(segment.ids) == 0:
+            for known in (self._base, *self._recent):
+                if len(known) == 0:
                     continue
-                at = np.searchsorted(segment.ids, probe)
-                found |= segment.ids[np.minimum(at, len(segment.ids) - 1)] == probe
+                at = np.searchsorted(known, probe)
+                found |= known[np.minimum(at, len(known) - 1)] == probe
             return [bool(f) or i in self._pending for f, i in zip(found, ids, strict=True)]
+
+    def _rebuild(self) -> None:
+        """Fold the segments into one sorted array (a merge of sorted runs: timsort's)."""
+        with self._lock:
+            arrays = [s.ids for s in self._segments]
+        base = np.concatenate(arrays) if arrays else np.array([], dtype=ID_DTYPE)
+        base.sort(kind="stable")
+        with self._lock:
+            self._base, self._recent = base, []
 
     def add_pending(self, ids: set[str] | list[str]) -> None:
         """Ids acknowledged (in the write-ahead log), not committed yet."""
@@ -143,12 +159,15 @@ class DedupeWindow:
             covered = [s for s in self._segments if s.first >= first and s.last <= last]
             kept = [s for s in self._segments if not (s.first >= first and s.last <= last)]
             self._segments = sorted([*kept, segment], key=lambda s: s.first)
+            self._recent.append(segment.ids)
             self._pending.difference_update(ids)
         for old in covered:  # an earlier attempt at these offsets (a replay): its file goes too
             if old.path_name != segment.path_name:
                 (self.folder / old.path_name).unlink(missing_ok=True)
         self._merge()
         self._evict()
+        if len(self._recent) > RECENT_SEGMENTS:
+            self._rebuild()
 
     def _merge(self) -> None:
         cap = max(1, self.max_ids // 8)

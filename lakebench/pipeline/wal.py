@@ -1,5 +1,8 @@
 """A write-ahead log: an event is acknowledged only after it is in an fsync'd log segment.
 
+Group commit: ``write`` appends without waiting for the disk, ``sync`` makes everything written
+so far durable with one fsync, so requests that arrive together share it (pipeline/core.py).
+
 Layout: ``<folder>/wal-<first offset, 20 digits>.log`` segments of records
 ``[offset u64][length u32][crc32 u32][payload]``. Offsets are consecutive across segments.
 On open, a torn tail in the newest segment (a crash mid-append) is cut off; damage anywhere else
@@ -11,6 +14,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,10 +58,13 @@ class WriteAheadLog:
         self.folder = folder
         self.segment_bytes = segment_bytes
         folder.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the file and the offsets
+        self._sync_lock = threading.Lock()
         self._file: BinaryIO | None = None
         self._segments = sorted(folder.glob(f"{PREFIX}*{SUFFIX}"))
         self.next_offset = 0
+        self.syncs = 0  # fsyncs of the log, and the time they took: what group commit shares
+        self.sync_seconds = 0.0
         for i, segment in enumerate(self._segments):
             records, end = _scan(segment)
             last = i == len(self._segments) - 1
@@ -71,8 +78,11 @@ class WriteAheadLog:
                 self.next_offset = records[-1][0] + 1
             elif self._first_offset(segment) > self.next_offset:
                 self.next_offset = self._first_offset(segment)
+        self._size = 0  # of the newest segment
         if self._segments:
             self._file = self._segments[-1].open("ab")
+            self._size = self._segments[-1].stat().st_size
+        self.synced_offset = self.next_offset  # what survived the last run is on disk
 
     @staticmethod
     def _first_offset(segment: Path) -> int:
@@ -80,28 +90,61 @@ class WriteAheadLog:
 
     def append(self, payloads: list[bytes]) -> int:
         """Durably append records; returns the offset of the first. Offsets are consecutive."""
+        first = self.write(payloads)
+        self.sync()
+        return first
+
+    def write(self, payloads: list[bytes]) -> int:
+        """Append records without waiting for the disk; returns the offset of the first. They are
+        durable once a ``sync`` that began after this call returned has returned."""
         if not payloads:
             return self.next_offset
         with self._lock:
             first = self.next_offset
-            if self._file is None or self._file.tell() >= self.segment_bytes:
+            if self._file is None or self._size >= self.segment_bytes:
                 self._roll(first)
             assert self._file is not None
             chunks = []
             for i, payload in enumerate(payloads):
                 chunks.append(HEADER.pack(first + i, len(payload), zlib.crc32(payload)))
                 chunks.append(payload)
-            self._file.write(b"".join(chunks))
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            record = b"".join(chunks)
+            self._file.write(record)  # buffered: the next sync flushes it, with everything before it
+            self._size += len(record)
             self.next_offset = first + len(payloads)
             return first
 
+    def sync(self) -> int:
+        """Make every record written so far durable (one fsync, however many writes it covers);
+        returns the offset below which every record is now on disk. Safe from any thread, and
+        while other threads write: what they add meanwhile waits for the next sync."""
+        with self._sync_lock:  # one fsync at a time: who waited for it often finds its writes covered
+            with self._lock:
+                upto = self.next_offset
+                if self._file is None or upto <= self.synced_offset:
+                    return self.synced_offset
+                self._file.flush()
+                fd = os.dup(self._file.fileno())  # stays valid if a roll closes the file meanwhile
+            try:
+                started = time.perf_counter()
+                os.fsync(fd)
+                elapsed = time.perf_counter() - started
+            finally:
+                os.close(fd)
+            with self._lock:
+                self.syncs += 1
+                self.sync_seconds += elapsed
+                self.synced_offset = max(self.synced_offset, upto)
+                return self.synced_offset
+
     def _roll(self, first: int) -> None:
         if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())  # a sync after the roll no longer sees this segment
             self._file.close()
         segment = self.folder / f"{PREFIX}{first:020d}{SUFFIX}"
         self._file = segment.open("ab")
+        self._size = 0
         self._segments.append(segment)
         _fsync_dir(self.folder)
 
@@ -145,7 +188,7 @@ class WriteAheadLog:
         with self._lock:
             if offset > self.next_offset:
                 self._roll(offset)
-                self.next_offset = offset
+                self.next_offset = self.synced_offset = offset
 
     def __enter__(self) -> WriteAheadLog:
         return self

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -40,6 +42,12 @@ class Server:
     def stop(self) -> None:
         stop_process(self.proc)
 
+    def crash(self) -> None:
+        """SIGKILL every process of the server at once (its workers too): a machine going down."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
 
 def start_server(
     lake: Path,
@@ -48,26 +56,42 @@ def start_server(
     env: dict[str, str] | None = None,
     extra: list[str] | None = None,
     crash_at: str | None = None,
+    workers: int = 1,
 ) -> Server:
-    """A real ``lakebench serve pipeline`` process; ``crash_at`` (files_written | committed) makes it
-    SIGKILL itself at that step of its first flush (tests/integration/crashing_server.py)."""
+    """A real ``lakebench serve pipeline`` process (``workers`` > 1: that many worker processes
+    behind its port, in a process group of their own); ``crash_at`` (files_written | committed)
+    makes each worker SIGKILL itself at that step of its first flush (crashing_server.py, loaded
+    into every process of the server, its workers too, as the interpreter's ``sitecustomize``)."""
     port = free_port()
     log = state.parent / f"{state.name}-{port}.log"
     state.mkdir(parents=True, exist_ok=True)
-    program = ["-m", "tests.integration.crashing_server", crash_at] if crash_at else ["-m", "lakebench.cli"]
-    command = [sys.executable, *program, "serve", "pipeline", "--no-auth", "--port", str(port)]
+    command = [sys.executable, "-m", "lakebench.cli", "serve", "pipeline", "--no-auth", "--port", str(port)]
     command += ["--lake", str(lake), "--state-dir", str(state), "--roll-interval", "3600", "--idle", "3600"]
+    if workers > 1:
+        command += ["--workers", str(workers)]
     command += extra or []
+    environment = {**os.environ, **(env or {})}
+    if crash_at:
+        hook = state.parent / f"{state.name}-crash-{crash_at}"
+        hook.mkdir(exist_ok=True)
+        (hook / "sitecustomize.py").write_text(
+            f"from tests.integration.crashing_server import attach_kill\n\nattach_kill({crash_at!r})\n"
+        )
+        environment["PYTHONPATH"] = os.pathsep.join([str(hook), str(REPO), environment.get("PYTHONPATH", "")])
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=REPO
+            command, stdout=out, stderr=subprocess.STDOUT, env=environment, cwd=REPO, start_new_session=True
         )
     server = Server(proc, f"http://127.0.0.1:{port}", log)
     deadline = time.monotonic() + 60
+    writers: set[str] = set()  # with several workers: until each has answered (each its own writer)
     while True:
         try:
-            urllib.request.urlopen(server.url + "/healthz", timeout=1).close()
-            return server
+            with urllib.request.urlopen(server.url + "/v1/pipeline/stats", timeout=1) as answer:
+                writers.add(json.loads(answer.read())["writer_id"])
+            if len(writers) >= workers:
+                return server
+            time.sleep(0.02)
         except (urllib.error.URLError, ConnectionError, OSError):
             if proc.poll() is not None or time.monotonic() > deadline:
                 server.stop()

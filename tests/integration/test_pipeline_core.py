@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from lakebench.core.config import Settings
+from lakebench.core.errors import TransientError
 from lakebench.core.models import Event, Limits
 from lakebench.core.validate import Problem, Rejection
 from lakebench.engines.lake_sql import LakeSqlEngine
@@ -213,7 +217,8 @@ def test_failed_flushes_are_retried_and_lose_nothing(lake: Lake, tmp_path: Path,
         assert pipeline.stats.last_error is None  # cleared by the commit that succeeded
     finally:
         pipeline.stop()
-    ids = [e.event_id for e in arrow_to_events(lake.table().scan().to_arrow())]
+    rows = arrow_to_events(lake.table().scan().to_arrow())
+    ids = [e.event_id for e in rows]
     assert sorted(ids) == sorted(e.event_id for e in events)
 
 
@@ -228,7 +233,8 @@ def test_compaction_drops_duplicates_across_bins_and_big_files(lake: Lake, make_
     options = CompactOptions(target_file_bytes=target, small_fraction=0.9, orphan_grace=timedelta(0))
     report = compact(lake, options)
     assert report.duplicates_removed == 30 and report.merged_files == 1
-    ids = [e.event_id for e in arrow_to_events(lake.table().scan().to_arrow())]
+    rows = arrow_to_events(lake.table().scan().to_arrow())
+    ids = [e.event_id for e in rows]
     assert sorted(ids) == sorted(e.event_id for e in events)
     assert compact(lake, options).duplicates_removed == 0
 
@@ -280,7 +286,8 @@ def test_a_failure_after_the_commit_never_commits_again(lake: Lake, tmp_path: Pa
     finally:
         pipeline.stop()
     assert calls == [3, 1]
-    ids = [e.event_id for e in arrow_to_events(lake.table().scan().to_arrow())]
+    rows = arrow_to_events(lake.table().scan().to_arrow())
+    ids = [e.event_id for e in rows]
     assert sorted(ids) == sorted(e.event_id for e in first + second)
 
 
@@ -314,5 +321,57 @@ def test_a_commit_that_failed_is_retried_alone(
         assert pipeline.stats.committed_events == 5 and pipeline.buffered_events == 0
     finally:
         pipeline.stop()
-    ids = [e.event_id for e in arrow_to_events(lake.table().scan().to_arrow())]
+    rows = arrow_to_events(lake.table().scan().to_arrow())
+    ids = [e.event_id for e in rows]
     assert sorted(ids) == sorted(e.event_id for e in first + second)  # each once
+
+
+def test_requests_that_arrive_together_share_an_fsync(lake: Lake, tmp_path: Path, make_event: MakeEvent) -> None:
+    pipeline = run_pipeline(lake, tmp_path, roll_interval_s=3600, idle_s=3600)
+    events = [make_event(entity_id=f"page {i}") for i in range(240)]
+    try:
+        threads = [
+            threading.Thread(target=lambda chunk=chunk: pipeline.submit(chunk))
+            for chunk in (events[i : i + 1] for i in range(0, 120))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+        async def together() -> list[list[str]]:
+            return await asyncio.gather(*(pipeline.submit_async([e]) for e in events[120:]))
+
+        assert asyncio.run(together()) == [["accepted"]] * 120
+        assert pipeline.stats.acknowledged_requests == 240
+        assert pipeline.wal.syncs < 240  # shared: fewer fsyncs than acknowledgements
+        logged = {row[0] for row in (msgspec.json.decode(p) for _, p in pipeline.wal.replay())}
+        assert logged == {e.event_id for e in events}  # every acknowledged event is in the log
+        assert pipeline.flush() == 240
+    finally:
+        pipeline.stop()
+
+
+def test_an_event_two_writers_took_is_committed_once(lake: Lake, tmp_path: Path, make_event: MakeEvent) -> None:
+    """A client's retry that reached another worker: each writer acknowledged it, the table holds it once —
+    whether the other writer committed it before this one wrote its files, or in between."""
+    first = run_pipeline(lake, tmp_path / "a", roll_interval_s=3600, idle_s=3600)
+    second = run_pipeline(lake, tmp_path / "b", roll_interval_s=3600, idle_s=3600, retry_max_wait_s=0.1)
+    early, late, own = make_event(entity_id="early"), make_event(entity_id="late"), make_event(entity_id="own")
+    try:
+        for pipeline in (first, second):
+            assert pipeline.submit([early]) == ["accepted"]
+        first.flush()
+        second.submit([late, own])
+        first.submit([late])
+        # `second` writes its files, then `first` commits `late` before `second` commits.
+        second.hooks.files_written.append(lambda _rows: first.flush() if first.buffered_events else None)
+        with pytest.raises(TransientError):
+            second.flush()  # its commit saw `late` committed meanwhile: refused, to be written again
+        assert second.flush() == 3  # the retry: `early` and `late` dropped, `own` committed
+    finally:
+        first.stop()
+        second.stop()
+    rows = arrow_to_events(lake.table().scan().to_arrow())
+    ids = [e.event_id for e in rows]
+    assert sorted(ids) == sorted(e.event_id for e in (early, late, own))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,3 +89,38 @@ def test_damage_before_the_tail_is_an_error(tmp_path: Path) -> None:
     first.write_bytes(bytes(data))
     with pytest.raises(WalCorrupted, match="damaged"):
         WriteAheadLog(tmp_path)
+
+
+def test_writers_on_many_threads_share_fsyncs_and_lose_nothing(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path)
+    barrier = threading.Barrier(8)
+    durable: list[tuple[int, int]] = []  # (first offset written, offset the sync after it reached)
+
+    def writer(n: int) -> None:
+        barrier.wait()
+        for i in range(50):
+            first = wal.write([f"{n}:{i}".encode()])
+            durable.append((first, wal.sync()))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(reached > first for first, reached in durable)  # a sync covers every write before it
+    assert wal.syncs < 400  # writes made while an fsync ran shared the next one
+    records = list(wal.replay())
+    assert [o for o, _ in records] == list(range(400))
+    assert sorted(p for _, p in records) == sorted(f"{n}:{i}".encode() for n in range(8) for i in range(50))
+
+
+def test_a_write_is_not_durable_until_a_sync_after_it(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path)
+    wal.write([b"a"])
+    assert wal.synced_offset == 0
+    assert wal.sync() == 1 and wal.syncs == 1
+    wal.write([b"b", b"c"])
+    assert wal.synced_offset == 1 and wal.next_offset == 3
+    assert wal.sync() == 3 and wal.sync() == 3 and wal.syncs == 2  # nothing new: no second fsync
+    wal.close()
+    assert list(WriteAheadLog(tmp_path).replay()) == [(0, b"a"), (1, b"b"), (2, b"c")]

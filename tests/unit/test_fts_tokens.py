@@ -1,0 +1,24 @@
+"""The full-text index's tokenizer (tantivy's whitespace tokenizer over ``_spaced`` text) gives the
+tokens of lakebench's one rule (core/text.py), which the other engines and the queries use."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lakebench.core.text import tokens
+from lakebench.index.fulltext import _analyzer, _spaced
+
+ANALYZER = _analyzer()
+TRICKY = "\t\n\x0b\x0c\r \u00a0\u2003\u3000\u0085-_.,:;!?'\"()[]{}<>/\\|@#$%^&*+=~`\x00\x1f\x7fİ\u212aßΣ東京🎉é"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet=st.sampled_from(TRICKY) | st.characters(codec="utf-8"), max_size=80))
+def test_the_index_tokenizes_as_the_rule_does(text: str) -> None:
+    assert ANALYZER.analyze(_spaced(text)) == tokens(text)
+
+
+def test_separators_split_and_other_characters_do_not() -> None:
+    text = "Foo-BAR baz\u00a0qux x\x0by 東京_tower émoji🎉end"
+    assert ANALYZER.analyze(_spaced(text)) == ["foo", "bar", "baz\u00a0qux", "x", "y", "東京", "tower", "émoji🎉end"]
