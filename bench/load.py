@@ -24,9 +24,8 @@ from urllib.parse import urlsplit
 from hdrh.histogram import HdrHistogram
 
 
-async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, path: str) -> int:
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-    await writer.drain()
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """An HTTP/1.1 answer with a Content-Length: (status, body). bench/loadgen.py reads them so too."""
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
     length = 0
@@ -34,8 +33,13 @@ async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, h
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             length = int(value)
-    if length:
-        await reader.readexactly(length)
+    return status, (await reader.readexactly(length) if length else b"")
+
+
+async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, path: str) -> int:
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    await writer.drain()
+    status, _ = await read_response(reader)
     return status
 
 

@@ -22,6 +22,7 @@ from collections import deque
 from pathlib import Path
 
 import msgspec
+from load import read_response  # bench/load.py, beside this script
 
 
 class Answer(msgspec.Struct):
@@ -33,27 +34,31 @@ class Answer(msgspec.Struct):
 _ANSWER = msgspec.json.Decoder(Answer)
 
 
-def requests(lines: list[bytes], batch: int, host: str) -> deque[tuple[bytes, int]]:
+def groups(lines: list[bytes], batch: int, max_bytes: int) -> list[list[bytes]]:
+    """Requests of ``batch`` lines, or (``batch`` 0) as many as fit in ``max_bytes``."""
+    if batch:
+        return [lines[i : i + batch] for i in range(0, len(lines), batch)]
+    out: list[list[bytes]] = [[]]
+    size = 0
+    for line in lines:
+        if out[-1] and size + len(line) + 1 > max_bytes:
+            out.append([])
+            size = 0
+        out[-1].append(line)
+        size += len(line) + 1
+    return out
+
+
+def requests(lines: list[bytes], batch: int, host: str, max_bytes: int = 4_000_000) -> deque[tuple[bytes, int]]:
     out: deque[tuple[bytes, int]] = deque()
-    for i in range(0, len(lines), batch):
-        body = b"\n".join(lines[i : i + batch])
+    for group in groups(lines, batch, max_bytes):
+        body = b"\n".join(group)
         head = (
             f"POST /v1/events HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-ndjson\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode()
-        out.append((head + body, len(lines[i : i + batch])))
+        out.append((head + body, len(group)))
     return out
-
-
-async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    return status, await reader.readexactly(length)
 
 
 async def connection(
@@ -66,7 +71,7 @@ async def connection(
             request, events = todo.popleft()
             started = time.perf_counter_ns()
             writer.write(request)
-            status, body = await read_answer(reader)
+            status, body = await read_response(reader)
             latencies.append((time.perf_counter_ns() - started) // 1000)
             if status != 200:
                 errors.append(f"HTTP {status}: {body[:200]!r}")
@@ -81,9 +86,9 @@ async def connection(
     return acked
 
 
-async def run(url: str, lines: list[bytes], batch: int, connections: int) -> dict[str, object]:
+async def run(url: str, lines: list[bytes], batch: int, connections: int, max_bytes: int) -> dict[str, object]:
     host, _, port = url.removeprefix("http://").partition(":")
-    todo = requests(lines, batch, host)
+    todo = requests(lines, batch, host, max_bytes)
     count = len(todo)
     latencies: list[int] = []
     errors: list[str] = []
@@ -109,7 +114,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", required=True)
     parser.add_argument("--events", type=Path, required=True, help="NDJSON, one event a line")
-    parser.add_argument("--batch", type=int, default=500, help="events a request (1: one event per request)")
+    parser.add_argument(
+        "--batch", type=int, default=500, help="events a request (1: one event per request; 0: up to --max-bytes)"
+    )
+    parser.add_argument("--max-bytes", type=int, default=4_000_000, help="of a request, with --batch 0")
     parser.add_argument("--connections", type=int, default=4)
     args = parser.parse_args()
     lines = [line for line in args.events.read_bytes().split(b"\n") if line]
@@ -119,7 +127,7 @@ def main() -> int:
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio works the same, slower
         runner = asyncio.run
-    report = runner(run(args.url, lines, args.batch, args.connections))
+    report = runner(run(args.url, lines, args.batch, args.connections, args.max_bytes))
     sys.stdout.write(json.dumps(report) + "\n")
     return 0
 

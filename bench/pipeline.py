@@ -109,13 +109,6 @@ def stats(url: str) -> dict[str, Any]:
         return dict(json.loads(r.read()))
 
 
-def batch_size(scenario: Scenario, lines: list[bytes]) -> int:
-    if scenario.batch:
-        return scenario.batch
-    average = sum(len(line) + 1 for line in lines) / len(lines)
-    return max(1, int(MAX_BATCH_BYTES // average))
-
-
 def measure(
     scenario: Scenario,
     lines: list[bytes],
@@ -131,10 +124,11 @@ def measure(
         events_file.write_bytes(b"\n".join(lines) + b"\n")
         proc, url = start_server(repo, work, workers, roll_interval, access_log)
         try:
-            batch = batch_size(scenario, lines)
+            batch = scenario.batch
             loadgen = [sys.executable, str(REPO / "bench" / "loadgen.py"), "--url", url, "--events", str(events_file)]
+            loadgen += ["--batch", str(batch), "--max-bytes", str(MAX_BATCH_BYTES)]
             load = subprocess.run(
-                [*loadgen, "--batch", str(batch), "--connections", str(scenario.connections)],
+                [*loadgen, "--connections", str(scenario.connections)],
                 capture_output=True,
                 check=True,
             )
@@ -159,7 +153,7 @@ def measure(
         "scenario": scenario.name,
         "events": len(lines),
         "event_json_bytes": sum(len(line) for line in lines),
-        "batch": batch,
+        "batch": batch or f"<= {MAX_BATCH_BYTES:,} bytes",
         "connections": scenario.connections,
         "workers": workers,
         "access_log": access_log,
