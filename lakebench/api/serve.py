@@ -79,6 +79,11 @@ def pipeline_app_from_env() -> Any:
 def run_pipeline_server(config: PipelineServer, host: str, port: int, log_level: str = "info") -> None:
     """One process, or ``config.workers`` processes behind one port, each with its own log."""
     check_port(host, port)
+    from lakebench.api.siblings import check_slots
+    from lakebench.lake.catalog import Lake
+
+    with Lake(config.settings) as lake:
+        check_slots(lake, config.pipeline, config.workers)
     if config.workers == 1:
         run_uvicorn(pipeline_app(config), host, port, log_level)
         return

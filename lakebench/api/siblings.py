@@ -23,8 +23,8 @@ import orjson
 
 from lakebench.core.errors import ConfigError, TransientError
 from lakebench.lake.catalog import Lake
-from lakebench.pipeline.core import Pipeline, PipelineConfig
-from lakebench.pipeline.state import StateInUse, default_state_dir
+from lakebench.pipeline.core import Pipeline, PipelineConfig, PipelineStopped
+from lakebench.pipeline.state import StateInUse, default_state_dir, log_holds_events
 
 log = logging.getLogger(__name__)
 SOCKET: Final = "flush.sock"
@@ -42,6 +42,21 @@ def claim_pipeline(lake: Lake, config: PipelineConfig, workers: int) -> Pipeline
         except StateInUse:
             continue
     raise ConfigError(f"all {workers} pipeline slots under {base} are in use by other processes")
+
+
+def check_slots(lake: Lake, config: PipelineConfig, workers: int) -> None:
+    """Refuse a worker count that would leave a log holding acknowledged events unread: the base
+    folder's (one worker) or a slot's (several) that this many workers would not claim."""
+    base = config.state_dir or default_state_dir(lake)
+    slots = [base / f"worker-{k}" for k in range(workers)] if workers > 1 else [base]
+    others = [base, *sorted(base.glob("worker-*"))]
+    stray = [folder for folder in others if folder not in slots and log_holds_events(folder)]
+    if stray:
+        raise ConfigError(
+            f"the write-ahead log in {stray[0]} holds acknowledged events that are not committed: start with the "
+            f"number of workers that wrote it ({'1' if stray[0] == base else 'more than ' + str(workers)}) "
+            "until they are committed, then change --workers"
+        )
 
 
 def _address(slot_dir: Path) -> str:
@@ -90,6 +105,8 @@ class SiblingFlush:
                 if conn.makefile("rb").readline().strip() != b"flush":
                     return
                 reply: dict[str, object] = {"committed": self._pipeline.flush()}
+            except PipelineStopped as exc:
+                reply = {"stopped": str(exc)}
             except Exception as exc:
                 log.exception("a sibling's flush request failed")
                 reply = {"error": f"{type(exc).__name__}: {exc}"}
@@ -99,7 +116,10 @@ class SiblingFlush:
         """Flush this worker's pipeline, then every other worker's that is up; events committed."""
         committed = self._pipeline.flush()
         for address in self._others:
-            committed += self._ask(address)
+            try:
+                committed += self._ask(address)
+            except OSError as exc:  # a worker going away, or too slow: a retry may find it back
+                raise TransientError(f"a worker did not answer the flush: {exc}") from exc
         return committed
 
     def _ask(self, address: str) -> int:
@@ -114,6 +134,8 @@ class SiblingFlush:
         if not line:
             raise TransientError("a worker went away during the flush; retry")
         reply = orjson.loads(line)
+        if "stopped" in reply:
+            raise PipelineStopped(f"another worker's pipeline stopped: {reply['stopped']}")
         if "error" in reply:
             raise TransientError(f"another worker's flush failed: {reply['error']}")
         return int(reply["committed"])

@@ -203,6 +203,10 @@ class Pipeline:
             self._sync_cond.notify_all()
         if self._syncer is not None:
             self._syncer.join()  # it syncs what was written before it leaves
+        with self._sync_cond:  # whoever still waits is answered: not acknowledged
+            waiters, self._async_waiters = self._async_waiters, []
+            self._sync_cond.notify_all()
+        _wake_up(waiters, PipelineStopped("the pipeline stopped before these events were on disk"))
         try:
             if flush:
                 self.flush()  # what fails to commit here stays in the WAL for the next start
@@ -215,6 +219,8 @@ class Pipeline:
 
     def admit(self) -> None:
         """Raise what ``submit`` would refuse any events with now (stopped, or backpressure)."""
+        if self._stop.is_set():
+            raise PipelineStopped("the pipeline is shutting down and takes no events")
         if self.failure is not None:
             raise PipelineStopped(f"the pipeline stopped committing and takes no events: {self.failure}")
         if self.buffered_bytes >= self.config.max_buffer_bytes:
@@ -271,13 +277,23 @@ class Pipeline:
                 statuses.append("accepted")
                 fresh.append(row)
                 fresh_payloads.append(payload)
+            if len(fresh) < len(rows):
+                # A duplicate may still be waiting for its fsync (a retry of a request in flight):
+                # its answer waits for the same one as everything written before it.
+                end = self.wal.next_offset
             if fresh:
-                first = self.wal.write(fresh_payloads)  # acknowledged once a sync covers it
+                try:
+                    first = self.wal.write(fresh_payloads)  # acknowledged once a sync covers it
+                except BaseException as exc:  # a log written part-way: nothing may follow it
+                    self._fail(exc)
+                    raise PipelineStopped(f"the write-ahead log could not be written: {exc}") from exc
                 self.dedupe.add_pending(seen_now)
                 size = sum(len(p) for p in fresh_payloads)
                 self._unsynced.append((first, fresh, size))
                 self._unsynced_bytes += size
                 end = first + len(fresh)
+        if end <= self._durable:
+            end = 0
         self.stats.accepted += len(fresh)
         self.stats.duplicates += len(rows) - len(fresh)
         if end:
@@ -514,7 +530,10 @@ def _wake_up(
     for _, loop, future in waiters:
         by_loop.setdefault(loop, []).append(future)
     for loop, futures in by_loop.items():
-        loop.call_soon_threadsafe(_settle, futures, error)
+        try:
+            loop.call_soon_threadsafe(_settle, futures, error)
+        except RuntimeError:  # that loop is closed: nobody waits there any more
+            log.warning("%d acknowledgements for a closed event loop were dropped", len(futures))
 
 
 def _settle(futures: list[asyncio.Future[None]], error: Exception | None) -> None:

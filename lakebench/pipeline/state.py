@@ -69,7 +69,7 @@ def default_state_dir(lake: Lake) -> Path:
     return root / f"{name or 'lake'}-{digest}"
 
 
-def _log_holds_events(folder: Path) -> bool:
+def log_holds_events(folder: Path) -> bool:
     return any(p.stat().st_size > 0 for p in (folder / "wal").glob("wal-*.log"))
 
 
@@ -103,7 +103,7 @@ class StateFolder:
             recorded = LakeIdentity(**orjson.loads(path.read_bytes()))
             if recorded.same_table(current):
                 return
-            if _log_holds_events(self.folder):
+            if log_holds_events(self.folder):
                 raise StateOfAnotherLake(
                     f"the state folder {self.folder} holds acknowledged events of {recorded.lake} (table "
                     f"{recorded.table_uuid}), not of {current.lake}: start the server with --lake {recorded.lake} "
@@ -113,7 +113,7 @@ class StateFolder:
                 "state folder %s re-bound from %s to %s (its log was empty)", self.folder, recorded.lake, lake.url
             )
             shutil.rmtree(self.folder / "dedupe", ignore_errors=True)  # the ids of another table
-        elif _log_holds_events(self.folder):
+        elif log_holds_events(self.folder):
             # A folder from before identities were recorded: adopt it only for a table it has committed to.
             known = writer_property is not None and writer_property in lake.table().properties
             if not known:

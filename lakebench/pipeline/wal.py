@@ -79,6 +79,7 @@ class WriteAheadLog:
             elif self._first_offset(segment) > self.next_offset:
                 self.next_offset = self._first_offset(segment)
         self._size = 0  # of the newest segment
+        self._closed = False
         if self._segments:
             self._file = self._segments[-1].open("ab")
             self._size = self._segments[-1].stat().st_size
@@ -100,6 +101,8 @@ class WriteAheadLog:
         if not payloads:
             return self.next_offset
         with self._lock:
+            if self._closed:
+                raise WalCorrupted(f"the write-ahead log in {self.folder} is closed")
             first = self.next_offset
             if self._file is None or self._size >= self.segment_bytes:
                 self._roll(first)
@@ -198,6 +201,7 @@ class WriteAheadLog:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._file is not None:
                 self._file.close()
                 self._file = None

@@ -369,9 +369,42 @@ def test_an_event_two_writers_took_is_committed_once(lake: Lake, tmp_path: Path,
         with pytest.raises(TransientError):
             second.flush()  # its commit saw `late` committed meanwhile: refused, to be written again
         assert second.flush() == 3  # the retry: `early` and `late` dropped, `own` committed
+        # A retry that comes after this writer read the append holding its first attempt.
+        slow, unrelated = make_event(entity_id="slow retry"), make_event(entity_id="unrelated")
+        assert first.submit([slow]) == ["accepted"]
+        first.flush()
+        second.submit([unrelated])
+        second.flush()  # reads `first`'s append of `slow`
+        assert second.submit([slow]) == ["accepted"]  # this writer never took it
+        second.flush()
     finally:
         first.stop()
         second.stop()
-    rows = arrow_to_events(lake.table().scan().to_arrow())
-    ids = [e.event_id for e in rows]
-    assert sorted(ids) == sorted(e.event_id for e in (early, late, own))
+    ids = [e.event_id for e in arrow_to_events(lake.table().scan().to_arrow())]
+    assert sorted(ids) == sorted(e.event_id for e in (early, late, own, slow, unrelated))
+
+
+def test_a_duplicate_of_an_event_in_flight_is_answered_once_that_event_is_on_disk(
+    lake: Lake, tmp_path: Path, make_event: MakeEvent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = run_pipeline(lake, tmp_path, roll_interval_s=3600, idle_s=3600)
+    event = make_event()
+    disk = threading.Event()
+    sync = pipeline.wal.sync
+    monkeypatch.setattr(pipeline.wal, "sync", lambda: (disk.wait(10), sync())[1])
+    answers: list[list[str]] = []
+    try:
+        first = threading.Thread(target=lambda: answers.append(pipeline.submit([event])))
+        first.start()
+        wait_for(lambda: pipeline.wal.next_offset == 1)  # written, its fsync held back
+        retry = threading.Thread(target=lambda: answers.append(pipeline.submit([event])))
+        retry.start()
+        retry.join(0.3)
+        assert retry.is_alive() and not answers  # "duplicate" would claim a stored event: not yet
+        disk.set()
+        first.join(10)
+        retry.join(10)
+        assert sorted(answers) == [["accepted"], ["duplicate"]]
+    finally:
+        disk.set()
+        pipeline.stop()

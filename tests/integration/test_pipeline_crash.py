@@ -6,6 +6,8 @@ from __future__ import annotations
 import http.client
 import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -18,7 +20,8 @@ from ulid import ULID
 
 from lakebench.core.config import Settings
 from lakebench.lake.catalog import Lake
-from tests.integration.servers import Server, start_server
+from lakebench.storage.embedded import free_port
+from tests.integration.servers import REPO, Server, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -168,3 +171,22 @@ def test_sigkill_during_group_commits_loses_no_acknowledged_event(tmp_path: Path
     assert len(ids) == len(set(ids))
     assert set(acked) <= set(ids), f"{len(set(acked) - set(ids))} acknowledged events lost"
     assert set(ids) <= set(sent)
+
+
+def test_a_worker_count_that_would_strand_a_log_is_refused(tmp_path: Path) -> None:
+    lake, state = tmp_path / "lake", tmp_path / "state"
+    server = start_server(lake, state, workers=2)
+    try:
+        post_in_requests(server, events(20, "stranded"), 5)  # in the two workers' logs only
+    finally:
+        server.crash()
+    command = [sys.executable, "-m", "lakebench.cli", "serve", "pipeline", "--no-auth", "--port", str(free_port())]
+    command += ["--lake", str(lake), "--state-dir", str(state)]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "holds acknowledged events that are not committed" in refused.stderr
+    restarted = start_server(lake, state, workers=2)  # as they ran: their logs are committed
+    try:
+        assert restarted.post("/v1/flush")["committed"] == 20
+    finally:
+        restarted.stop()

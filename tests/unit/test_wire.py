@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lakebench.core.models import Event, EventRow, Limits
-from lakebench.core.validate import WIRE_DECODER, parse_event, parse_wire
+from lakebench.core.validate import WIRE_DECODER, Problem, parse_event, parse_wire
 from lakebench.pipeline.decode import parse_records
 
 LIMITS = Limits(max_body_bytes=200, max_entity_id_bytes=12, max_title_bytes=40, max_attributes_bytes=80)
@@ -143,3 +143,13 @@ def test_every_record_of_a_request_is_judged_alike_whichever_path_read_it() -> N
             assert comparable(got, False) == comparable(slow(plain), False)
         first = 1 if kind.endswith("ndjson") else 0
         assert [r.position for r in records] == list(range(first, first + len(records)))
+
+
+def test_an_ndjson_record_never_spans_lines() -> None:
+    body = b'{"entity_ns":"a.b",\n"entity_id":"x","ts":1} {"entity_ns":"a.b","entity_id":"y","ts":1}\n' + (
+        b'{"entity_ns":"a.b","entity_id":"z","ts":1}'
+    )
+    records, unit = parse_records(body, "application/x-ndjson")
+    assert unit == "line" and [r.position for r in records] == [1, 2, 3]
+    assert isinstance(records[0].value, Problem) and isinstance(records[1].value, Problem)  # each line alone
+    assert isinstance(records[2].value, msgspec.Struct)
