@@ -140,16 +140,18 @@ class WriteAheadLog:
                 self.synced_offset = max(self.synced_offset, upto)
                 return self.synced_offset
 
-    def _roll(self, first: int) -> None:
+    def _roll(self, first: int, *, sync_old: bool = True, sync_folder: bool = True) -> None:
         if self._file is not None:
             self._file.flush()
-            os.fsync(self._file.fileno())  # a sync after the roll no longer sees this segment
+            if sync_old:
+                os.fsync(self._file.fileno())  # a sync after the roll no longer sees this segment
             self._file.close()
         segment = self.folder / f"{PREFIX}{first:020d}{SUFFIX}"
         self._file = segment.open("ab")
         self._size = 0
         self._segments.append(segment)
-        _fsync_dir(self.folder)
+        if sync_folder:
+            _fsync_dir(self.folder)
 
     def replay(self, after: int = -1) -> Iterator[tuple[int, bytes]]:
         """Every record with an offset greater than ``after``, in order."""
@@ -177,14 +179,16 @@ class WriteAheadLog:
             if last is not None and holds_records and self.next_offset - 1 <= upto:
                 # Everything is committed: start a fresh (empty) segment, whose name keeps the next
                 # offset across restarts, so the old one can go too.
+                # Its records are committed: it needs no fsync, and the folder's comes below.
                 removable.append(last)
-                self._roll(self.next_offset)
+                self._roll(self.next_offset, sync_old=False, sync_folder=False)
             for segment in removable:
-                segment.unlink()
                 self._segments.remove(segment)
-            if removable:
-                _fsync_dir(self.folder)
-            return len(removable)
+        for segment in removable:  # outside the lock: writes (requests) never wait for these
+            segment.unlink()
+        if removable:
+            _fsync_dir(self.folder)
+        return len(removable)
 
     def advance_to(self, offset: int) -> None:
         """Never hand out offsets below ``offset`` (the highest committed offset + 1, from the table)."""
