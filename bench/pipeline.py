@@ -8,7 +8,9 @@ by ``bench/loadgen.py`` from a process of its own (closed loop, keep-alive conne
 answer checked):
 
 - ``batches``: N ~2 KB events in NDJSON requests of 500, over 4 connections;
-- ``single``:  N ~2 KB events, one event per request, over 64 connections;
+- ``single``:  N ~2 KB events, one event per request, over 64 connections (by default 100,000: a
+  sustained load, during which each worker commits several times — a shorter one could end before
+  the first commit and leave its cost out of the request rate);
 - ``pages``:   N ~225 KB pages in requests of at most 4 MB, over 4 connections.
 
 Committed events/s counts from the first request until the server's stats say every event is
@@ -133,6 +135,8 @@ def measure(
                 check=True,
             )
             report = json.loads(load.stdout.splitlines()[-1])
+            at_end: dict[str, dict[str, Any]] = {}
+            commits_during_load = sum_over_workers(url, workers, at_end)["flushes"]
             deadline = time.monotonic() + 600
             writers: dict[str, dict[str, Any]] = {}  # each worker's latest stats (connections spread)
             while time.monotonic() < deadline:
@@ -171,6 +175,7 @@ def measure(
             "max": float(latency_ms.max()),
             "samples_us": report["latency_us"],
         },
+        "commits_during_load": commits_during_load,
         "wal_syncs": syncs["wal_syncs"],
         "wal_syncs_per_s": syncs["wal_syncs"] / report["seconds"],
         "acknowledged_requests": syncs["acknowledged_requests"],
@@ -188,6 +193,7 @@ def sum_over_workers(url: str, workers: int, seen: dict[str, dict[str, Any]]) ->
     return {
         # (a server from before group commit does not count them: 0)
         "wal_syncs": sum(s.get("wal_syncs", 0) for s in seen.values()),
+        "flushes": sum(s.get("flushes", 0) for s in seen.values()),
         "acknowledged_requests": sum(s.get("acknowledged_requests", 0) for s in seen.values()),
     }
 
@@ -212,7 +218,12 @@ def bare_write(events: list[Any]) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=50_000, help="~2 KB events of the batches scenario")
-    parser.add_argument("--requests", type=int, default=30_000, help="one-event requests of the single scenario")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=100_000,
+        help="one-event requests of the single scenario (enough for commits to run during the load)",
+    )
     parser.add_argument("--pages", type=int, default=1_000, help="~225 KB pages of the pages scenario")
     parser.add_argument("--scenarios", default="batches,single,pages")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (serve pipeline --workers)")
@@ -292,6 +303,7 @@ def print_row(row: dict[str, Any]) -> None:
         f"  p99 {latency['p99']:.1f} ms"
     )
     print(f"  log fsyncs       : {row['wal_syncs_per_s']:10,.0f} /s  ({row['requests_per_sync']:.1f} requests each)")
+    print(f"  commits          : {row['commits_during_load']:10,} during the load ({row['load_seconds']:.1f} s)")
     back = row["read_back"]
     print(f"  read back        : {back['rows']:,} rows, {back['distinct']:,} ids, exactly once: {back['exactly_once']}")
     if "baseline" in row:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
@@ -16,7 +18,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from lakebench.api.auth import bearer_credentials, check_token, require_token
 from lakebench.api.metrics import Metrics
-from lakebench.api.middleware import Observer, RequestContext, request_id
+from lakebench.api.middleware import Observer, RequestContext, last_resort, unhandled
 from lakebench.api.problems import RequestProblem, json_response, problem_response, problem_responses
 from lakebench.core.errors import TransientError, is_transient
 from lakebench.core.models import Limits
@@ -147,18 +149,28 @@ INGEST_BODY: Final = {
 OPENAPI_MODELS: Final = (EventIn,)  # models the app adds to components/schemas
 
 
+def header(scope: Scope, name: bytes) -> str | None:
+    """A request header's value (``name`` in lower case, as ASGI gives them), the first if it came
+    more than once — as Starlette's ``Headers.get``, without building a ``Headers`` per request."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")  # type: ignore[no-any-return]
+    return None
+
+
 async def read_body(request: Request, limit: int, idle_timeout_s: float, deadline_s: float = 60.0) -> bytes:
     """The body, up to ``limit`` bytes. A client that stops sending for ``idle_timeout_s``, or has
     not sent it all after ``deadline_s`` (a trickle), gets 408 and the connection is closed."""
-    declared = request.headers.get("content-length")
+    declared = header(request.scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _problem(too_large(int(declared), limit, "request body", "--max-request-mb"))
     chunks: list[bytes] = []
     size = 0
     receive = request.receive  # the ASGI messages themselves: one wait for a body that came whole
-    deadline = asyncio.get_running_loop().time() + deadline_s
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
     while True:
-        left = deadline - asyncio.get_running_loop().time()
+        left = deadline - loop.time()
         try:
             async with asyncio.timeout(max(0.0, min(idle_timeout_s, left))):  # no task per chunk, as wait_for
                 message = await receive()
@@ -192,11 +204,17 @@ FLUSH_DEADLINE_S: Final = 60.0  # POST /v1/flush retries a transient failure thi
 
 
 def _decode_and_judge(
-    raw: bytes, encoding: str | None, kind: str, source: str, max_decompressed: int, limits: Limits, request: str
-) -> Judged:
+    raw: bytes, encoding: str | None, kind: str, source: str, max_decompressed: int, limits: Limits
+) -> tuple[Judged, str | None]:
+    """The request judged, and the digest that names its dead letters (None: it has none)."""
     body = decompress(raw, encoding, max_decompressed)
     records, unit = parse_records(body, kind)
-    return judge(records, unit, limits, source, request)
+    judged = judge(records, unit, limits, source)
+    if not judged.letters:
+        return judged, None
+    digest = request_digest(raw, encoding)  # a retry of the same request names the same letters
+    judged.letters = [dataclasses.replace(letter, request=digest) for letter in judged.letters]
+    return judged, digest
 
 
 def _problem(error: BodyError) -> RequestProblem:
@@ -221,10 +239,10 @@ async def ingest(
     request: Request, pipeline: Pipeline, dlq: DeadLetters, settings: IngestSettings, metrics: Metrics | None
 ) -> Response:
     """``POST /v1/events``, after authentication: the route's body, and the fast path's."""
-    encoding = request.headers.get("content-encoding")
+    encoding = header(request.scope, b"content-encoding")
     client = request.client.host if request.client else "unknown"
     try:
-        kind = media_type(request.headers.get("content-type"))
+        kind = media_type(header(request.scope, b"content-type"))
         raw = await read_body(request, settings.max_request_bytes, settings.body_timeout_s, settings.body_deadline_s)
         work = functools.partial(
             _decode_and_judge,
@@ -234,12 +252,11 @@ async def ingest(
             f"http:{client}",
             settings.max_decompressed_bytes,
             pipeline.config.limits,
-            digest := request_digest(raw, encoding),  # names the request's dead letters
         )
         # A small request is read on the event loop (a thread hop would cost more than the work);
         # a large one, or a compressed one, off it, so other requests are served meanwhile.
         small = len(raw) <= INLINE_BYTES and encoding is None
-        judged = work() if small else await run_in_threadpool(work)
+        judged, digest = work() if small else await run_in_threadpool(work)
     except BodyError as error:
         raise _problem(error) from None
     try:  # dead letters are bounded by what came over the wire
@@ -281,24 +298,45 @@ class FastIngest:
     ) -> None:
         self._answer = functools.partial(ingest, pipeline=pipeline, dlq=dlq, settings=settings, metrics=metrics)
         self._token = settings.token
-        self._context = RequestContext(self._serve, observe, headers)
+        self._context = RequestContext(self, observe, headers)  # its parts, used inline by __call__
         self._route = _Route(self.PATH)
 
     def handles(self, scope: Scope) -> bool:
         return bool(scope["type"] == "http" and scope["path"] == self.PATH and scope["method"] == "POST")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``RequestContext``'s work, inline: the answer is one JSON document, sent whole."""
         scope["route"] = self._route
-        await self._context(scope, receive, send)
+        context = self._context
+        rid = context.assign_id(scope)
+        clock = time.perf_counter()
+        status, sent, started = 500, 0, False
+        try:
+            try:
+                response = await self._serve(scope, receive, rid)
+            except Exception:
+                response = last_resort(scope, rid)
+            status = response.status_code
+            started = True
+            await send(
+                {"type": "http.response.start", "status": status, "headers": context.with_id(response.raw_headers, rid)}
+            )
+            await send({"type": "http.response.body", "body": response.body})
+            sent = len(response.body)
+        except Exception:
+            if started:  # the answer is half sent: nothing better to do than end the connection
+                unhandled(scope, rid)
+            raise
+        finally:
+            context.record(scope, status, sent, time.perf_counter() - clock, rid)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve(self, scope: Scope, receive: Receive, rid: str) -> Response:
         request = Request(scope, receive)
         try:
-            check_token(bearer_credentials(request.headers.get("authorization")), self._token)
-            response = await self._answer(request)
+            check_token(bearer_credentials(header(scope, b"authorization")), self._token)
+            return await self._answer(request)
         except RequestProblem as problem:
-            response = problem_response(problem, self.PATH, request_id(scope))
-        await response(scope, receive, send)
+            return problem_response(problem, self.PATH, rid)
 
 
 def pipeline_router(

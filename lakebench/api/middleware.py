@@ -3,12 +3,15 @@ route handled becomes a 500 problem naming that id — never the exception's tex
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ulid import ULID
 
@@ -18,6 +21,7 @@ from lakebench.core.logs import fields
 log = logging.getLogger("lakebench.api")
 access = logging.getLogger("lakebench.access")  # one line per request
 HEADER: Final = "x-request-id"
+_HEADER_BYTES: Final = HEADER.encode()
 _GIVEN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # a client's own id is kept when it looks like one
 
 
@@ -44,9 +48,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope.get("headers") or []).get(HEADER.encode(), b"").decode("latin-1")
-        rid = given if _GIVEN.match(given) else str(ULID())
-        scope.setdefault("state", {})["request_id"] = rid
+        rid = self.assign_id(scope)
         status = 500
         sent = 0
         clock = time.perf_counter()
@@ -55,7 +57,7 @@ class RequestContext:
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                message["headers"] = [*message.get("headers", []), (HEADER.encode(), rid.encode()), *self.headers]
+                message["headers"] = self.with_id(message.get("headers", []), rid)
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
             await send(message)
@@ -63,17 +65,34 @@ class RequestContext:
         try:
             await self._call(scope, receive, send_with_id, rid)
         finally:
-            seconds = time.perf_counter() - clock
-            if self.observe is not None:
-                self.observe(scope, status, seconds)
-            if access.isEnabledFor(logging.INFO):
-                access.info(
-                    "%s %s %d",
-                    scope.get("method"),
-                    scope.get("path"),
-                    status,
-                    extra=fields(status=status, bytes=sent, ms=round(seconds * 1000, 3), request_id=rid),
-                )
+            self.record(scope, status, sent, time.perf_counter() - clock, rid)
+
+    def assign_id(self, scope: Scope) -> str:
+        """The request's id (the client's own ``X-Request-ID`` when it looks like one), kept in its scope."""
+        given = b""
+        for name, value in scope.get("headers") or ():
+            if name == _HEADER_BYTES:
+                given = value
+        text = given.decode("latin-1")
+        rid = text if given and _GIVEN.match(text) else _IDS()
+        scope.setdefault("state", {})["request_id"] = rid
+        return rid
+
+    def with_id(self, headers: Iterable[tuple[bytes, bytes]], rid: str) -> list[tuple[bytes, bytes]]:
+        return [*headers, (_HEADER_BYTES, rid.encode()), *self.headers]
+
+    def record(self, scope: Scope, status: int, sent: int, seconds: float, rid: str) -> None:
+        """The request's metrics and access-log line."""
+        if self.observe is not None:
+            self.observe(scope, status, seconds)
+        if access.isEnabledFor(logging.INFO):
+            access.info(
+                "%s %s %d",
+                scope.get("method"),
+                scope.get("path"),
+                status,
+                extra=fields(status=status, bytes=sent, ms=round(seconds * 1000, 3), request_id=rid),
+            )
 
     async def _call(self, scope: Scope, receive: Receive, send_with_id: Send, rid: str) -> None:
         started = False
@@ -87,20 +106,53 @@ class RequestContext:
         try:
             await self.app(scope, receive, track)
         except Exception:
-            log.exception(
-                "unhandled error on %s %s [request %s]",
-                scope.get("method"),
-                scope.get("path"),
-                rid,
-                extra=fields(request_id=rid),
-            )
             if started:  # the answer is half sent: nothing better to do than end the connection
+                unhandled(scope, rid)
                 raise
-            problem = RequestProblem(
-                500,
-                "internal",
-                "Internal Server Error",
-                f"the server failed to answer; quote request id {rid} when reporting it",
-            )
-            response = problem_response(problem, str(scope.get("path", "")), rid)
+            response = last_resort(scope, rid)
             await response(scope, receive, track)
+
+
+def unhandled(scope: Scope, rid: str) -> None:
+    log.exception(
+        "unhandled error on %s %s [request %s]",
+        scope.get("method"),
+        scope.get("path"),
+        rid,
+        extra=fields(request_id=rid),
+    )
+
+
+def last_resort(scope: Scope, rid: str) -> Response:
+    """The 500 for an exception nothing handled (logged here): it names the request id, never the
+    exception's text."""
+    unhandled(scope, rid)
+    problem = RequestProblem(
+        500,
+        "internal",
+        "Internal Server Error",
+        f"the server failed to answer; quote request id {rid} when reporting it",
+    )
+    return problem_response(problem, str(scope.get("path", "")), rid)
+
+
+class RequestIds:
+    """Request ids: a ULID made when the process first needs one, then a counter — unique across
+    processes and restarts, in order within one. A ULID for each request cost more Python than
+    the rest of its bookkeeping (python-ulid and base32 are pure Python)."""
+
+    def __init__(self) -> None:
+        self._prefix = ""
+        self._count = itertools.count(1)
+        os.register_at_fork(after_in_child=self._reset)  # a forked process: a prefix of its own
+
+    def _reset(self) -> None:
+        self._prefix = ""
+
+    def __call__(self) -> str:
+        if not self._prefix:
+            self._prefix, self._count = str(ULID()), itertools.count(1)
+        return f"{self._prefix}-{next(self._count):x}"
+
+
+_IDS: Final = RequestIds()

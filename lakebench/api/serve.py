@@ -14,9 +14,10 @@ import os
 import pickle
 import shutil
 import socket
+import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from lakebench.api.ingest import IngestSettings
 from lakebench.api.service import ServiceConfig, build_app, check_config
@@ -84,13 +85,13 @@ def run_pipeline_server(config: PipelineServer, host: str, port: int, log_level:
 
     with Lake(config.settings) as lake:
         check_slots(lake, config.pipeline, config.workers)
+        if config.workers > 1:
+            lake.table()  # created here, once, rather than by workers racing each other
     if config.workers == 1:
         run_uvicorn(pipeline_app(config), host, port, log_level)
         return
     _hand_over(config, log_level)
-    run_uvicorn(
-        "lakebench.api.serve:pipeline_app_from_env", host, port, log_level, factory=True, workers=config.workers
-    )
+    run_workers("lakebench.api.serve:pipeline_app_from_env", host, port, log_level, config.workers)
 
 
 def _hand_over(config: object, log_level: str) -> None:
@@ -127,6 +128,64 @@ def run_uvicorn(app: Any, host: str, port: int, log_level: str, **options: Any) 
     uvicorn.run(app, host=host, port=port, log_config=None, log_level=log_level, access_log=False, **options)
 
 
+def run_workers(factory: str, host: str, port: int, log_level: str, workers: int) -> None:
+    """``workers`` uvicorn worker processes behind one port, each building its app from ``factory``.
+
+    On Linux each worker listens on a socket of its own, bound with SO_REUSEPORT, and the kernel
+    spreads new connections over them. uvicorn's own way, one socket all workers accept from,
+    gives a burst of connections to whichever worker wakes first: under keep-alive load one worker
+    was seen holding four connections in five while the other idled (bench/pipeline.py). The
+    parent keeps a socket bound (not listening) so the port stays this server's while workers
+    restart. Elsewhere, uvicorn's shared socket."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    check_port(host, port)
+    if not (sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")):
+        run_uvicorn(factory, host, port, log_level, factory=True, workers=workers)
+        return
+    config = uvicorn.Config(
+        factory,
+        host=host,
+        port=port,
+        factory=True,
+        workers=workers,
+        log_config=None,
+        log_level=log_level,
+        access_log=False,  # lakebench's own (core/logs.py), as in run_uvicorn
+    )
+    reserved = bind_reuseport(host, port)
+    log.info("%d workers on http://%s:%d, a listening socket each (SO_REUSEPORT)", workers, host, port)
+    try:
+        Multiprocess(config, sockets=[cast(socket.socket, ReusePortListener(host, port))]).run()
+    except KeyboardInterrupt:  # pragma: no cover - the supervisor handles SIGINT itself
+        pass
+    finally:
+        reserved.close()
+
+
+def bind_reuseport(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+@dataclass(frozen=True, slots=True)
+class ReusePortListener:
+    """What uvicorn's supervisor hands each worker it spawns as its listening socket: unpickled in
+    the worker, it becomes a socket that worker binds for itself (``bind_reuseport``)."""
+
+    host: str
+    port: int
+
+    def __reduce__(self) -> tuple[Any, tuple[str, int]]:
+        return bind_reuseport, (self.host, self.port)
+
+
 def run_service(config: ServiceConfig, host: str, port: int, console: Any, log_level: str = "info") -> None:
     where = f"http://{host}:{port}"
     if config.workers == 1:
@@ -145,6 +204,6 @@ def run_service(config: ServiceConfig, host: str, port: int, console: Any, log_l
         markup=False,
     )
     try:
-        run_uvicorn("lakebench.api.serve:app_from_env", host, port, log_level, factory=True, workers=config.workers)
+        run_workers("lakebench.api.serve:app_from_env", host, port, log_level, config.workers)
     finally:
         shutil.rmtree(metrics, ignore_errors=True)

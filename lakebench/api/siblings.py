@@ -38,7 +38,10 @@ def claim_pipeline(lake: Lake, config: PipelineConfig, workers: int) -> Pipeline
     base = config.state_dir or default_state_dir(lake)
     for slot in range(workers):
         try:
-            return Pipeline(lake, replace(config, state_dir=base / f"worker-{slot}", writer_id=None))
+            slot_config = replace(
+                config, state_dir=base / f"worker-{slot}", writer_id=None, commit_lock=base / "commit.lock"
+            )
+            return Pipeline(lake, slot_config)
         except StateInUse:
             continue
     raise ConfigError(f"all {workers} pipeline slots under {base} are in use by other processes")

@@ -12,8 +12,10 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, TypeVar
 
+from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_random
+
 from lakebench.core.config import Settings
-from lakebench.core.errors import ConfigError, StorageError, TransientError
+from lakebench.core.errors import ConfigError, StorageError, TerminalError, TransientError
 from lakebench.storage import ObjectStore, open_store
 
 if TYPE_CHECKING:
@@ -130,8 +132,11 @@ class Lake:
                 import psycopg  # noqa: F401
             except ImportError:
                 raise ConfigError("a PostgreSQL catalog needs psycopg: pip install 'lakebench[postgres]'") from None
-        try:
-            return SqlCatalog(name, uri=url, warehouse=self.url, **props)
+        try:  # processes opening a new catalog together race to create its tables: a retry finds them
+            for attempt in Retrying(stop=stop_after_attempt(3), wait=wait_random(0, 0.1), reraise=True):
+                with attempt:
+                    return SqlCatalog(name, uri=url, warehouse=self.url, **props)
+            raise AssertionError("unreachable: the last attempt returns or raises")
         except Exception as exc:  # an unreachable database, a bad URL
             raise ConfigError(f"cannot open the catalog at {redact_url(url)}: {exc}") from exc
 
@@ -145,18 +150,29 @@ class Lake:
         sqlite = self._sqlite_file
         if not create and sqlite is not None and not os.path.exists(sqlite):  # a reader creates no catalog
             raise self.no_table(f"no catalog at {sqlite}")
-        try:
-            return self.catalog.load_table(IDENTIFIER)
-        except NoSuchTableError:
-            if not create:
-                raise self.no_table(f"catalog {redact_url(self.settings.catalog_url)}") from None
-        location = None if self.is_rest else self.table_location  # a REST catalog places its tables
-        if location is not None:
-            self._refuse_foreign_table(location)
-        self.catalog.create_namespace_if_not_exists(NAMESPACE)
-        return self.catalog.create_table_if_not_exists(
-            IDENTIFIER, schema=SCHEMA, location=location, sort_order=SORT_ORDER, properties=TABLE_PROPERTIES
+        # Processes starting together (a server's workers) may all find no table and create it at
+        # once: the loser of a SQL catalog's unique constraint finds the winner's table on a retry.
+        retrying = Retrying(
+            retry=retry_if_not_exception_type(TerminalError),  # not a missing table, nor a foreign one
+            stop=stop_after_attempt(3),
+            wait=wait_random(0, 0.1),
+            reraise=True,
         )
+        for attempt in retrying:
+            with attempt:
+                try:
+                    return self.catalog.load_table(IDENTIFIER)
+                except NoSuchTableError:
+                    if not create:
+                        raise self.no_table(f"catalog {redact_url(self.settings.catalog_url)}") from None
+                location = None if self.is_rest else self.table_location  # a REST catalog places its tables
+                if location is not None:
+                    self._refuse_foreign_table(location)
+                self.catalog.create_namespace_if_not_exists(NAMESPACE)
+                return self.catalog.create_table_if_not_exists(
+                    IDENTIFIER, schema=SCHEMA, location=location, sort_order=SORT_ORDER, properties=TABLE_PROPERTIES
+                )
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     @property
     def table_location(self) -> str:

@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -113,6 +113,10 @@ class DedupeWindow:
         """For each id: acknowledged before (pending or in the committed window)?"""
         if not ids:
             return []
+        if len(ids) <= _SMALL_PROBE:  # a request of a few events: no arrays to build
+            with self._lock:
+                arrays = [a for a in (self._base, *self._recent) if len(a)]
+                return [i in self._pending or any(_holds(a, i) for a in arrays) for i in ids]
         probe = np.array(ids, dtype=ID_DTYPE)
         found = np.zeros(len(ids), dtype=bool)
         with self._lock:  # an id moving from pending to a segment is in one or the other, never neither
@@ -200,3 +204,15 @@ class DedupeWindow:
             with self._lock:
                 self._segments = self._segments[1:]
             (self.folder / oldest.path_name).unlink(missing_ok=True)
+
+
+_SMALL_PROBE: Final = 8
+
+
+def _holds(known: np.ndarray[Any, Any], event_id: str) -> bool:
+    """Whether the sorted array ``known`` (of ``ID_DTYPE``) holds ``event_id``."""
+    probe = event_id.encode()
+    if probe < known[0] or probe > known[-1]:  # ULIDs begin with their time: a new one is past them all
+        return False
+    at = int(known.searchsorted(probe))
+    return bool(known[at] == probe)

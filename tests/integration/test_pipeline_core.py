@@ -326,8 +326,11 @@ def test_a_commit_that_failed_is_retried_alone(
     assert sorted(ids) == sorted(e.event_id for e in first + second)  # each once
 
 
-def test_requests_that_arrive_together_share_an_fsync(lake: Lake, tmp_path: Path, make_event: MakeEvent) -> None:
-    pipeline = run_pipeline(lake, tmp_path, roll_interval_s=3600, idle_s=3600)
+@pytest.mark.parametrize("delay", [0.0, 0.0005, 0.01], ids=["no delay", "default delay", "long delay"])
+def test_requests_that_arrive_together_share_an_fsync(
+    lake: Lake, tmp_path: Path, make_event: MakeEvent, delay: float
+) -> None:
+    pipeline = run_pipeline(lake, tmp_path, roll_interval_s=3600, idle_s=3600, group_commit_delay_s=delay)
     events = [make_event(entity_id=f"page {i}") for i in range(240)]
     try:
         threads = [
@@ -408,3 +411,89 @@ def test_a_duplicate_of_an_event_in_flight_is_answered_once_that_event_is_on_dis
     finally:
         disk.set()
         pipeline.stop()
+
+
+def test_a_steady_stream_is_committed_in_rolls_not_in_a_chain_of_commits(
+    lake: Lake, tmp_path: Path, make_event: MakeEvent
+) -> None:
+    """What arrives while a roll commits waits for its own roll (here: the idle rule, counted from
+    the end of that commit) instead of being committed at once after it."""
+    pipeline = run_pipeline(lake, tmp_path, roll_interval_s=3600, idle_s=0.4)
+    committing, release = threading.Event(), threading.Event()
+    ends: list[float] = []
+    starts: list[float] = []
+
+    def slow_commit(rows: object) -> None:
+        starts.append(time.monotonic())
+        committing.set()
+        release.wait(10)
+
+    pipeline.hooks.files_written.append(slow_commit)
+    pipeline.hooks.committed.append(lambda rows: ends.append(time.monotonic()))
+    try:
+        pipeline.submit([make_event(entity_id="first")])
+        assert committing.wait(10)  # the idle rule rolled it; its commit is held
+        pipeline.submit([make_event(entity_id="during")])  # arrives while it commits
+        time.sleep(0.5)  # longer than idle_s since "during" arrived: idle by the event alone
+        release.set()
+        wait_for(lambda: pipeline.stats.committed_events == 2)
+        assert len(starts) == 2 and len(ends) == 2  # two rolls, one event each
+        assert starts[1] - ends[0] >= 0.35  # the second waited idle_s after the first commit ended
+    finally:
+        release.set()
+        pipeline.stop()
+
+
+def test_an_explicit_flush_commits_everything_buffered(lake: Lake, tmp_path: Path, make_event: MakeEvent) -> None:
+    """POST /v1/flush and stop: everything taken before and during the flush is committed."""
+    pipeline = run_pipeline(lake, tmp_path, roll_interval_s=3600, idle_s=3600)
+    late = make_event(entity_id="late")
+    sent: list[list[str]] = []
+    pipeline.hooks.files_written.append(lambda rows: None if sent else sent.append(pipeline.submit([late])))
+    try:
+        pipeline.submit([make_event(entity_id="early")])
+        assert pipeline.flush() == 2  # "late" came during the first commit, and was committed too
+        assert sent == [["accepted"]]
+        assert pipeline.buffered_events == 0
+    finally:
+        pipeline.stop()
+
+
+def test_pipelines_sharing_a_commit_lock_take_turns(
+    lake: Lake, tmp_path: Path, make_event: MakeEvent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server's workers commit one at a time: none starts its commit while another's is under way."""
+    lock = tmp_path / "commit.lock"
+    pipelines = [
+        run_pipeline(lake, tmp_path / name, roll_interval_s=3600, idle_s=3600, commit_lock=lock) for name in "ab"
+    ]
+    inside: list[str] = []
+    overlaps: list[tuple[str, str]] = []
+    real_commit = LakeWriter.commit
+
+    def watched(self: LakeWriter, *args: object, **kwargs: object) -> tuple[int, bool]:
+        name = threading.current_thread().name
+        if inside:
+            overlaps.append((inside[0], name))
+        inside.append(name)
+        try:
+            time.sleep(0.2)  # a commit long enough for the other to arrive meanwhile
+            return real_commit(self, *args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            inside.remove(name)
+
+    try:
+        for n, pipeline in enumerate(pipelines):
+            pipeline.submit([make_event(entity_id=f"e{n}-{i}") for i in range(20)])
+        monkeypatch.setattr(LakeWriter, "commit", watched)
+        flushes = [threading.Thread(target=p.flush, name=f"flush-{n}") for n, p in enumerate(pipelines)]
+        for t in flushes:
+            t.start()
+        for t in flushes:
+            t.join(30)
+        assert not overlaps
+        assert [p.stats.committed_events for p in pipelines] == [20, 20]
+    finally:
+        for pipeline in pipelines:
+            pipeline.stop()
+    assert lake.table().scan().to_arrow().num_rows == 40

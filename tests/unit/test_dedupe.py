@@ -126,3 +126,24 @@ def test_an_id_moving_from_pending_to_committed_is_never_unseen(tmp_path: Path) 
     for thread in threads:
         thread.join()
     assert misses == []
+
+
+def test_a_few_ids_and_many_get_the_same_answers(tmp_path: Path) -> None:
+    """A request of a few ids is probed one by one, a larger one with arrays: the same verdicts,
+    whether an id is pending, in the merged base, in a recent segment, or unknown."""
+    window = DedupeWindow(tmp_path, max_ids=10_000)
+    offset = 0
+    for _ in range(30):  # merged into the base
+        offset = commit(window, ids(20), offset)
+    base = ids(20)
+    offset = commit(window, base, offset)
+    window._rebuild()
+    recent = ids(7)
+    commit(window, recent, offset)  # a recent segment beside the base
+    pending, unknown = ids(3), ids(9)
+    window.add_pending(pending)
+    everything = base + recent + pending + unknown
+    expected = [True] * (len(base) + len(recent) + len(pending)) + [False] * len(unknown)
+    assert window.seen(everything) == expected  # many at once
+    assert [window.seen([i])[0] for i in everything] == expected  # one at a time
+    assert window.seen(recent[:2] + unknown[:2]) == [True, True, False, False]
