@@ -121,6 +121,7 @@ class Connection(asyncio.Protocol):
 
     def fail(self, why: str) -> None:
         self.errors.append(why)
+        self.waiting = False  # counted here, once
         if self.transport is not None:
             self.transport.close()
 

@@ -25,7 +25,8 @@ Arrow table (lakebench's own conversion) and written as one zstd Parquet file wi
 scenario, outside the timing, the lake is read back: every event id sent is there exactly once.
 
 ``--baseline-repo PATH`` runs each scenario a second time against the server of another checkout
-(say ``git worktree add /tmp/base <commit>``), same load, same run: the ratio is printed.
+(say ``git worktree add /tmp/base <commit>``), same load, same workers and access log, same run:
+the ratio is printed (a checkout from before ``--workers`` runs with one).
 Targets: batches >= 60 % of the bare write; single >= 7,000 acknowledged requests/s, p99 <= 50 ms.
 """
 
@@ -95,10 +96,15 @@ def start_server(
     proc = subprocess.Popen(command, cwd=repo, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
+    writers: set[str] = set()
     while True:
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1).close()
-            return proc, url
+        try:  # until every worker answers: connections opened before one listens would all go to others
+            writers.add(stats(url)["writer_id"])
+            if len(writers) >= workers:
+                return proc, url
+            if time.monotonic() > deadline:
+                raise OSError(f"{len(writers)} of {workers} workers answered")
+            time.sleep(0.02)
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 stop_process(proc)
@@ -252,11 +258,12 @@ def main() -> int:
         row["ratio_to_bare"] = row["committed_events_per_s"] / row["bare_pyarrow"]["events_per_s"]
         row["ratio_to_bare_write_only"] = row["committed_events_per_s"] / row["bare_pyarrow"]["write_only_events_per_s"]
         if args.baseline_repo:
-            base = measure(scenario, lines, ids, args.baseline_repo, 1, args.roll_interval)
+            base = measure(scenario, lines, ids, args.baseline_repo, args.workers, args.roll_interval, args.access_log)
             row["baseline"] = {k: v for k, v in base.items() if k != "request_ms"} | {
                 "request_ms": {k: v for k, v in base["request_ms"].items() if k != "samples_us"}
             }
             row["ratio_to_baseline"] = row["committed_events_per_s"] / base["committed_events_per_s"]
+            row["acked_ratio_to_baseline"] = row["acked_requests_per_s"] / base["acked_requests_per_s"]
         results.append(row)
         print_row(row)
         del events, lines
@@ -307,7 +314,12 @@ def print_row(row: dict[str, Any]) -> None:
     back = row["read_back"]
     print(f"  read back        : {back['rows']:,} rows, {back['distinct']:,} ids, exactly once: {back['exactly_once']}")
     if "baseline" in row:
-        print(f"  vs baseline      : {row['ratio_to_baseline']:.2f}x committed events/s")
+        base = row["baseline"]
+        print(
+            f"  vs baseline      : {row['ratio_to_baseline']:.2f}x committed events/s, "
+            f"{row['acked_ratio_to_baseline']:.2f}x acknowledged requests/s "
+            f"({base['acked_requests_per_s']:,.0f}/s, p99 {base['request_ms']['p99']:.1f} ms)"
+        )
     if row["errors"]:
         print(f"  errors ({row['error_count']}): {row['errors'][:3]}")
 

@@ -132,11 +132,16 @@ def run_workers(factory: str, host: str, port: int, log_level: str, workers: int
     """``workers`` uvicorn worker processes behind one port, each building its app from ``factory``.
 
     On Linux each worker listens on a socket of its own, bound with SO_REUSEPORT, and the kernel
-    spreads new connections over them. uvicorn's own way, one socket all workers accept from,
-    gives a burst of connections to whichever worker wakes first: under keep-alive load one worker
-    was seen holding four connections in five while the other idled (bench/pipeline.py). The
-    parent keeps a socket bound (not listening) so the port stays this server's while workers
-    restart. Elsewhere, uvicorn's shared socket."""
+    spreads new connections over them by a hash of their addresses. uvicorn's own way, one socket
+    all workers accept from, gives a burst of connections to whichever worker wakes first: under
+    keep-alive load one worker was seen holding four connections in five while the other idled
+    (bench/pipeline.py). The price: a connection goes to its worker even when that one is busy,
+    and connections queued on a worker that dies or is replaced (SIGHUP) before it accepted them
+    are reset — a client retries them (ingest is idempotent by ``event_id``).
+
+    The parent binds the port first (``--port 0``: the port it got is the workers' too) and keeps
+    it bound, not listening, with SO_REUSEPORT alone, so that no other program can take it while
+    workers start or restart. Elsewhere, uvicorn's shared socket."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
@@ -144,6 +149,11 @@ def run_workers(factory: str, host: str, port: int, log_level: str, workers: int
     if not (sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")):
         run_uvicorn(factory, host, port, log_level, factory=True, workers=workers)
         return
+    try:
+        reserved = _reuseport_socket(host, port, reuse_address=False)
+    except OSError as exc:
+        raise ConfigError(f"{host}:{port} cannot be bound: {exc}; pick another --port") from None
+    port = int(reserved.getsockname()[1])
     config = uvicorn.Config(
         factory,
         host=host,
@@ -154,7 +164,6 @@ def run_workers(factory: str, host: str, port: int, log_level: str, workers: int
         log_level=log_level,
         access_log=False,  # lakebench's own (core/logs.py), as in run_uvicorn
     )
-    reserved = bind_reuseport(host, port)
     log.info("%d workers on http://%s:%d, a listening socket each (SO_REUSEPORT)", workers, host, port)
     try:
         Multiprocess(config, sockets=[cast(socket.socket, ReusePortListener(host, port))]).run()
@@ -164,26 +173,43 @@ def run_workers(factory: str, host: str, port: int, log_level: str, workers: int
         reserved.close()
 
 
-def bind_reuseport(host: str, port: int) -> socket.socket:
+def _reuseport_socket(host: str, port: int, *, reuse_address: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        if reuse_address:  # a listener: restarts over connections in TIME_WAIT
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
     sock.set_inheritable(True)
     return sock
+
+
+def worker_socket(host: str, port: int) -> socket.socket:
+    """A worker's own listening socket. A port another program took meanwhile fails the same way at
+    every restart: the worker exits with uvicorn's startup-failure code, and its supervisor stops."""
+    from uvicorn.config import STARTUP_FAILURE
+
+    try:
+        return _reuseport_socket(host, port, reuse_address=True)
+    except OSError as exc:
+        log.error("worker %d cannot listen on %s:%d: %s", os.getpid(), host, port, exc)
+        sys.exit(STARTUP_FAILURE)
 
 
 @dataclass(frozen=True, slots=True)
 class ReusePortListener:
     """What uvicorn's supervisor hands each worker it spawns as its listening socket: unpickled in
-    the worker, it becomes a socket that worker binds for itself (``bind_reuseport``)."""
+    the worker, it becomes a socket that worker binds for itself (``worker_socket``)."""
 
     host: str
     port: int
 
     def __reduce__(self) -> tuple[Any, tuple[str, int]]:
-        return bind_reuseport, (self.host, self.port)
+        return worker_socket, (self.host, self.port)
 
 
 def run_service(config: ServiceConfig, host: str, port: int, console: Any, log_level: str = "info") -> None:

@@ -6,9 +6,11 @@ PostgreSQL URL (``postgresql+psycopg://...``) as the catalog to share one table 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from functools import cached_property
 from typing import TYPE_CHECKING, TypeVar
 
@@ -84,6 +86,23 @@ class Lake:
         url = self.settings.catalog_url
         return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
 
+    @contextmanager
+    def _creating(self) -> Iterator[None]:
+        """Held while the catalog's tables or the events table are created: with a SQLite catalog,
+        an ``flock`` on the folder that holds it (no file is made), so processes of this machine
+        create them one at a time — racing, the losers of pyiceberg's unique constraints leave
+        metadata files of tables that never were."""
+        sqlite = self._sqlite_file
+        if sqlite is None:
+            yield
+            return
+        folder = os.open(os.path.dirname(os.path.abspath(sqlite)), os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(folder)  # (lets go of the lock)
+
     def no_table(self, why: str) -> ConfigError:
         """The error of a read on a lake that holds no table — once the store has shown it can be
         reached (a missing bucket or an endpoint out of reach says so, not 'write some events')."""
@@ -133,9 +152,11 @@ class Lake:
             except ImportError:
                 raise ConfigError("a PostgreSQL catalog needs psycopg: pip install 'lakebench[postgres]'") from None
         try:  # processes opening a new catalog together race to create its tables: a retry finds them
-            for attempt in Retrying(stop=stop_after_attempt(3), wait=wait_random(0, 0.1), reraise=True):
-                with attempt:
-                    return SqlCatalog(name, uri=url, warehouse=self.url, **props)
+            new_file = self._sqlite_file is not None and not os.path.exists(self._sqlite_file)
+            with self._creating() if new_file else nullcontext():
+                for attempt in Retrying(stop=stop_after_attempt(3), wait=wait_random(0, 0.1), reraise=True):
+                    with attempt:
+                        return SqlCatalog(name, uri=url, warehouse=self.url, **props)
             raise AssertionError("unreachable: the last attempt returns or raises")
         except Exception as exc:  # an unreachable database, a bad URL
             raise ConfigError(f"cannot open the catalog at {redact_url(url)}: {exc}") from exc
@@ -150,28 +171,34 @@ class Lake:
         sqlite = self._sqlite_file
         if not create and sqlite is not None and not os.path.exists(sqlite):  # a reader creates no catalog
             raise self.no_table(f"no catalog at {sqlite}")
-        # Processes starting together (a server's workers) may all find no table and create it at
-        # once: the loser of a SQL catalog's unique constraint finds the winner's table on a retry.
+        try:
+            return self.catalog.load_table(IDENTIFIER)
+        except NoSuchTableError:
+            if not create:
+                raise self.no_table(f"catalog {redact_url(self.settings.catalog_url)}") from None
+        # Processes starting together (a server's workers, writers) may all find no table: on one
+        # machine a SQLite catalog's creators take turns; elsewhere the loser of the catalog's
+        # unique constraint finds the winner's table on a retry.
         retrying = Retrying(
-            retry=retry_if_not_exception_type(TerminalError),  # not a missing table, nor a foreign one
+            retry=retry_if_not_exception_type(TerminalError),  # not a foreign table
             stop=stop_after_attempt(3),
             wait=wait_random(0, 0.1),
             reraise=True,
         )
-        for attempt in retrying:
-            with attempt:
-                try:
-                    return self.catalog.load_table(IDENTIFIER)
-                except NoSuchTableError:
-                    if not create:
-                        raise self.no_table(f"catalog {redact_url(self.settings.catalog_url)}") from None
-                location = None if self.is_rest else self.table_location  # a REST catalog places its tables
-                if location is not None:
-                    self._refuse_foreign_table(location)
-                self.catalog.create_namespace_if_not_exists(NAMESPACE)
-                return self.catalog.create_table_if_not_exists(
-                    IDENTIFIER, schema=SCHEMA, location=location, sort_order=SORT_ORDER, properties=TABLE_PROPERTIES
-                )
+        with self._creating():
+            for attempt in retrying:
+                with attempt:
+                    try:
+                        return self.catalog.load_table(IDENTIFIER)
+                    except NoSuchTableError:
+                        pass
+                    location = None if self.is_rest else self.table_location  # a REST catalog places its tables
+                    if location is not None:
+                        self._refuse_foreign_table(location)
+                    self.catalog.create_namespace_if_not_exists(NAMESPACE)
+                    return self.catalog.create_table_if_not_exists(
+                        IDENTIFIER, schema=SCHEMA, location=location, sort_order=SORT_ORDER, properties=TABLE_PROPERTIES
+                    )
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     @property
@@ -221,10 +248,13 @@ class Lake:
         for info in self.store.list(prefix):
             if info.key.endswith(".metadata.json"):
                 try:
-                    uuid = str(orjson.loads(self.store.get(info.key)).get("table-uuid"))
+                    metadata = orjson.loads(self.store.get(info.key))
+                    uuid = str(metadata.get("table-uuid"))
                 except (orjson.JSONDecodeError, AttributeError):
                     continue
-                if uuid != own:
+                # A table with no snapshot names no data file (the loser of a creation race on a
+                # catalog shared by machines leaves one): nothing of it can be taken for an orphan.
+                if uuid != own and metadata.get("snapshots"):
                     foreign.append(info.key)
         return foreign
 

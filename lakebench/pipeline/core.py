@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import msgspec
 import orjson
@@ -82,6 +82,9 @@ class PipelineHooks:
     files_written: list[RowHook] = field(default_factory=list)  # published, not committed
     committed: list[RowHook] = field(default_factory=list)  # committed, log not yet cut
     flushed: list[RowHook] = field(default_factory=list)  # all done: readers see them
+
+
+COMMIT_TURN_PATIENCE_S: Final = 60.0  # the longest a worker waits for a sibling's commit to end
 
 
 @dataclass(frozen=True, slots=True)
@@ -557,22 +560,36 @@ class Pipeline:
 
 
 @contextmanager
-def commit_turn(lock: Path | None) -> Iterator[None]:
+def commit_turn(lock: Path | None, patience_s: float = COMMIT_TURN_PATIENCE_S) -> Iterator[None]:
     """Hold ``lock`` (an exclusive ``flock``, let go if the process dies) for one commit.
 
     Workers of one server roll at about the same moments; committing together, all but one lose
     the catalog's compare-and-swap and redo the commit on the winner's snapshot — the full-text
     documents applied again, the metadata written again — on the same cores. Taking turns, each
-    commits once, on the latest snapshot. Other writers still meet the compare-and-swap."""
+    commits once, on the latest snapshot. A sibling whose commit hangs holds no one up for longer
+    than ``patience_s``: past it, this commit goes ahead without its turn (the compare-and-swap
+    keeps it correct; other writers meet it anyway)."""
     if lock is None:
         yield
         return
     with lock.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    log.warning("waited %.0f s for the commit turn (%s): committing without it", patience_s, lock)
+                    held = False
+                    break
+                time.sleep(0.005)  # a poll: flock has no timeout
         try:
             yield
         finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            if held:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _wake_up(

@@ -210,8 +210,9 @@ _SMALL_PROBE: Final = 8
 
 
 def _holds(known: np.ndarray[Any, Any], event_id: str) -> bool:
-    """Whether the sorted array ``known`` (of ``ID_DTYPE``) holds ``event_id``."""
-    probe = event_id.encode()
+    """Whether the sorted array ``known`` (of ``ID_DTYPE``) holds ``event_id``, compared as the array
+    path compares it: ASCII (anything else raises, as there), cut to the dtype's 26 bytes."""
+    probe = event_id.encode("ascii")[:26]
     if probe < known[0] or probe > known[-1]:  # ULIDs begin with their time: a new one is past them all
         return False
     at = int(known.searchsorted(probe))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import threading
 import time
@@ -22,7 +23,7 @@ from lakebench.lake.catalog import Lake
 from lakebench.lake.compact import CompactOptions, compact
 from lakebench.lake.schema import arrow_to_events
 from lakebench.lake.writer import LakeWriter
-from lakebench.pipeline.core import Backpressure, Pipeline, PipelineConfig
+from lakebench.pipeline.core import Backpressure, Pipeline, PipelineConfig, commit_turn
 from lakebench.pipeline.dlq import DeadLetters, letter
 from lakebench.pipeline.replay import replay_dead_letters
 from tests.conftest import T0
@@ -497,3 +498,22 @@ def test_pipelines_sharing_a_commit_lock_take_turns(
         for pipeline in pipelines:
             pipeline.stop()
     assert lake.table().scan().to_arrow().num_rows == 40
+
+
+def test_a_commit_turn_held_too_long_is_not_waited_for_forever(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sibling whose commit hangs holds the others up for ``patience_s`` at most."""
+
+    lock = tmp_path / "commit.lock"
+    with lock.open("a") as sibling:
+        fcntl.flock(sibling.fileno(), fcntl.LOCK_EX)  # another process's turn, never ending
+        started = time.monotonic()
+        with commit_turn(lock, patience_s=0.3):
+            waited = time.monotonic() - started
+        assert 0.3 <= waited < 5
+        assert "committing without it" in caplog.text
+        fcntl.flock(sibling.fileno(), fcntl.LOCK_UN)
+    # Free again: taken at once, and held (another open of the file cannot take it meanwhile).
+    with commit_turn(lock, patience_s=0.3), lock.open("a") as other, pytest.raises(BlockingIOError):
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -78,4 +78,8 @@ def test_processes_creating_the_table_at_once_all_open_it(tmp_path: Path) -> Non
             process.join(120)
         assert [p.exitcode for p in processes] == [0] * 4
         with Lake(Settings(lake=lake)) as opened:
-            assert opened.table(create=False).scan().to_arrow().num_rows == 0
+            table = opened.table(create=False)
+            assert table.scan().to_arrow().num_rows == 0
+            made = [path for path in (tmp_path / f"lake-{attempt}" / "events" / "metadata").glob("*.metadata.json")]
+            assert len(made) == 1  # one table made, not one per process (the losers' files left behind)
+            assert opened.foreign_tables(table) == []

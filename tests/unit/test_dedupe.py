@@ -140,7 +140,9 @@ def test_a_few_ids_and_many_get_the_same_answers(tmp_path: Path) -> None:
     window._rebuild()
     recent = ids(7)
     commit(window, recent, offset)  # a recent segment beside the base
-    pending, unknown = ids(3), ids(9)
+    pending, unknown = ids(3), ids(8)
+    inside = min(base)[:-1] + ("0" if min(base)[-1] != "0" else "1")  # within the known range, never taken
+    unknown.append(inside if inside not in base + recent else str(ULID()))
     window.add_pending(pending)
     everything = base + recent + pending + unknown
     expected = [True] * (len(base) + len(recent) + len(pending)) + [False] * len(unknown)

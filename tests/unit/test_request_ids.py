@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from lakebench.api.middleware import _GIVEN, RequestIds
 
 
@@ -15,6 +17,7 @@ def test_ids_are_unique_and_ordered_and_look_like_ids() -> None:
     assert [int(i.rsplit("-", 1)[1], 16) for i in made] == list(range(1, 10_001))
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Python 3.12+: fork() beside threads (xdist's)
 def test_a_forked_process_makes_ids_of_its_own() -> None:
     ids = RequestIds()
     parent = ids()
