@@ -145,10 +145,10 @@ def run_workers(factory: str, host: str, port: int, log_level: str, workers: int
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    check_port(host, port)
     if not (sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")):
-        run_uvicorn(factory, host, port, log_level, factory=True, workers=workers)
+        run_uvicorn(factory, host, port, log_level, factory=True, workers=workers)  # (checks the port)
         return
+    check_port(host, port)
     try:
         reserved = _reuseport_socket(host, port, reuse_address=False)
     except OSError as exc:

@@ -22,7 +22,6 @@ refuses new events with the reason, which ``/healthz`` and the stats show, until
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import functools
 import logging
 import threading
@@ -32,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import IO, TYPE_CHECKING, Final, Literal
 
 import msgspec
 import orjson
@@ -42,6 +41,7 @@ from ulid import ULID
 from lakebench.core.errors import TerminalError, TransientError, is_transient
 from lakebench.core.logs import fields
 from lakebench.core.models import Event, EventRow, Limits
+from lakebench.core.process import LockHeld, release_pid_lock, take_pid_lock
 from lakebench.core.validate import parse_event
 from lakebench.index.publish import discard
 from lakebench.lake.catalog import Lake
@@ -572,24 +572,22 @@ def commit_turn(lock: Path | None, patience_s: float = COMMIT_TURN_PATIENCE_S) -
     if lock is None:
         yield
         return
-    with lock.open("a") as handle:
-        deadline = time.monotonic() + patience_s
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                held = True
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    log.warning("waited %.0f s for the commit turn (%s): committing without it", patience_s, lock)
-                    held = False
-                    break
-                time.sleep(0.005)  # a poll: flock has no timeout
+    deadline = time.monotonic() + patience_s
+    handle: IO[str] | None = None
+    while handle is None:
         try:
-            yield
-        finally:
-            if held:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            handle = take_pid_lock(lock)
+        except LockHeld as held:
+            if time.monotonic() >= deadline:
+                why = "waited %.0f s for the commit turn (%s, PID %s): committing without it"
+                log.warning(why, patience_s, lock, held.holder)
+                break
+            time.sleep(0.005)  # a poll: flock has no timeout
+    try:
+        yield
+    finally:
+        if handle is not None:
+            release_pid_lock(handle)
 
 
 def _wake_up(
