@@ -24,6 +24,15 @@ Arrow table (lakebench's own conversion) and written as one zstd Parquet file wi
 ``pyarrow.parquet.write_table``; also shown without the conversion (the write alone). After each
 scenario, outside the timing, the lake is read back: every event id sent is there exactly once.
 
+CPU, beside the rates: the server's processes' CPU time (user + system, from ``/proc``) from
+the first request until every event is committed, the load generator's, and the bare write's, in
+microseconds an event; and the ratio to the bare write the server could reach at most on this
+machine's cores if it and the load generator kept every core busy all the time (the CPU bound):
+a ratio below the target with a bound below it too is a matter of work an event, not of waiting.
+The events each worker took (connections are spread by the kernel, not by load) are shown too,
+and the garbage collector's passes in the server (``/v1/pipeline/stats``): how many were full,
+their time, the longest pause.
+
 ``--baseline-repo PATH`` runs each scenario a second time against the server of another checkout
 (say ``git worktree add /tmp/base <commit>``), same load, same workers and access log, same run:
 the ratio is printed (a checkout from before ``--workers`` runs with one).
@@ -112,6 +121,37 @@ def start_server(
             time.sleep(0.1)
 
 
+def cpu_seconds(pids: list[int] | None) -> float | None:
+    """User + system CPU time of these processes (all their threads), from /proc (None elsewhere)."""
+    if pids is None:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    try:
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat(5)
+    except OSError:
+        return None
+    return total / ticks
+
+
+def server_pids(proc: subprocess.Popen[bytes], workers: int) -> list[int] | None:
+    """The server and its worker processes (the supervisor's children, from /proc); None when they
+    cannot all be found (not Linux): no CPU figure rather than a wrong one."""
+    children = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == proc.pid:  # field 4: the parent's pid
+            children.append(int(entry.name))
+    if len(children) < (workers if workers > 1 else 0):
+        return None
+    return [proc.pid, *children]
+
+
 def stats(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url + "/v1/pipeline/stats", timeout=30) as r:
         return dict(json.loads(r.read()))
@@ -138,12 +178,16 @@ def measure(
             batch = scenario.batch
             loadgen = [sys.executable, str(REPO / "bench" / "loadgen.py"), "--url", url, "--events", str(events_file)]
             loadgen += ["--batch", str(batch), "--max-bytes", str(MAX_BATCH_BYTES)]
+            pids = server_pids(proc, workers)
+            server_cpu_before = cpu_seconds(pids)
             load = subprocess.run(
-                [*loadgen, "--connections", str(scenario.connections)],
+                [*loadgen, "--connections", str(scenario.connections), "--report", str(work / "load.json")],
                 capture_output=True,
-                check=True,
             )
-            report = json.loads(load.stdout.splitlines()[-1])
+            if load.returncode:
+                raise RuntimeError(f"the load generator failed ({load.returncode}): {load.stderr.decode()[-2000:]}")
+            report = json.loads((work / "load.json").read_text())
+            loadgen_cpu = float(report["cpu_seconds"])  # its own, while it sent the load
             at_end: dict[str, dict[str, Any]] = {}
             commits_during_load = sum_over_workers(url, workers, at_end)["flushes"]
             deadline = time.monotonic() + 600
@@ -155,6 +199,7 @@ def measure(
                     break
                 time.sleep(0.01)
             committed_s = time.time() - report["started_at"]
+            server_cpu_after = cpu_seconds(pids) if pids == server_pids(proc, workers) else None  # none replaced
             syncs = sum_over_workers(url, workers, writers)
         finally:
             stop_process(proc)
@@ -162,6 +207,9 @@ def measure(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     latency_ms = np.array(report["latency_us"], dtype=float) / 1000
+    server_cpu = (
+        server_cpu_after - server_cpu_before if server_cpu_after is not None and server_cpu_before is not None else None
+    )
     return {
         "scenario": scenario.name,
         "events": len(lines),
@@ -190,10 +238,16 @@ def measure(
         "acknowledged_requests": syncs["acknowledged_requests"],
         "requests_per_sync": syncs["acknowledged_requests"] / max(1, syncs["wal_syncs"]),
         "read_back": check,
+        "server_cpu_seconds": server_cpu,
+        "server_cpu_us_per_event": None if server_cpu is None else server_cpu / len(lines) * 1e6,
+        "loadgen_cpu_seconds": loadgen_cpu,
+        "loadgen_cpu_us_per_event": loadgen_cpu / len(lines) * 1e6,
+        "gc": {k: syncs[k] for k in ("gc_full_collections", "gc_seconds", "gc_longest_pause_ms")},
+        "events_per_worker": sorted((w.get("accepted", 0) for w in writers.values()), reverse=True),
     }
 
 
-def sum_over_workers(url: str, workers: int, seen: dict[str, dict[str, Any]]) -> dict[str, int]:
+def sum_over_workers(url: str, workers: int, seen: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Each worker keeps its own log: ask until every writer has answered (connections spread)."""
     deadline = time.monotonic() + 10
     while len(seen) < workers and time.monotonic() < deadline:
@@ -204,6 +258,18 @@ def sum_over_workers(url: str, workers: int, seen: dict[str, dict[str, Any]]) ->
         "wal_syncs": sum(s.get("wal_syncs", 0) for s in seen.values()),
         "flushes": sum(s.get("flushes", 0) for s in seen.values()),
         "acknowledged_requests": sum(s.get("acknowledged_requests", 0) for s in seen.values()),
+        **gc_passes(list(seen.values())),
+    }
+
+
+def gc_passes(workers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The collector's passes over the workers (None: a server from before they were counted)."""
+    if not workers or any("gc_collections" not in w for w in workers):
+        return dict.fromkeys(("gc_full_collections", "gc_seconds", "gc_longest_pause_ms"))
+    return {
+        "gc_full_collections": sum(w["gc_collections"][2] for w in workers),
+        "gc_seconds": sum(w["gc_seconds"] for w in workers),
+        "gc_longest_pause_ms": max(w["gc_longest_pause_ms"] for w in workers),
     }
 
 
@@ -216,12 +282,17 @@ def read_back(lake_dir: Path, ids: set[str]) -> dict[str, Any]:
 
 def bare_write(events: list[Any]) -> dict[str, float]:
     """The peer: lakebench's conversion to Arrow, then one pyarrow.parquet.write_table (zstd)."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     table = events_to_arrow(events)
     converted = time.perf_counter()
     pq.write_table(table, io.BytesIO(), compression="zstd")
     done = time.perf_counter()
-    return {"seconds": done - started, "convert_seconds": converted - started, "write_seconds": done - converted}
+    return {
+        "seconds": done - started,
+        "convert_seconds": converted - started,
+        "write_seconds": done - converted,
+        "cpu_seconds": time.process_time() - cpu_started,
+    }
 
 
 def main() -> int:
@@ -260,6 +331,12 @@ def main() -> int:
         }
         row["ratio_to_bare"] = row["committed_events_per_s"] / row["bare_pyarrow"]["events_per_s"]
         row["ratio_to_bare_write_only"] = row["committed_events_per_s"] / row["bare_pyarrow"]["write_only_events_per_s"]
+        row["bare_pyarrow"]["cpu_us_per_event"] = bare["cpu_seconds"] / len(events) * 1e6
+        row["cores"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        if row["server_cpu_seconds"]:
+            # Committing needs at least (server + load generator CPU) / cores of wall-clock time.
+            busiest = (row["server_cpu_seconds"] + row["loadgen_cpu_seconds"]) / row["cores"]
+            row["cpu_bound_ratio_to_bare"] = len(events) / busiest / row["bare_pyarrow"]["events_per_s"]
         if args.baseline_repo:
             base = measure(scenario, lines, ids, args.baseline_repo, args.workers, args.roll_interval, args.access_log)
             row["baseline"] = {k: v for k, v in base.items() if k != "request_ms"} | {
@@ -313,15 +390,30 @@ def print_row(row: dict[str, Any]) -> None:
         f"  p99 {latency['p99']:.1f} ms"
     )
     print(f"  log fsyncs       : {row['wal_syncs_per_s']:10,.0f} /s  ({row['requests_per_sync']:.1f} requests each)")
+    if row["server_cpu_us_per_event"] is not None:
+        print(
+            f"  CPU an event     : server {row['server_cpu_us_per_event']:.1f} us, load generator "
+            f"{row['loadgen_cpu_us_per_event']:.1f} us, bare write {bare['cpu_us_per_event']:.1f} us"
+            f"  (CPU bound on {row['cores']} cores: <= {row['cpu_bound_ratio_to_bare']:.2f} of bare)"
+        )
+    gc = row["gc"]
+    if gc["gc_full_collections"] is not None:
+        print(
+            f"  GC, server       : {gc['gc_full_collections']:10,} full passes, {gc['gc_seconds']:.2f} s in all "
+            f"passes, longest pause {gc['gc_longest_pause_ms']:.0f} ms"
+        )
+    if row["workers"] > 1:
+        print(f"  events per worker: {', '.join(f'{n:,}' for n in row['events_per_worker'])}")
     print(f"  commits          : {row['commits_during_load']:10,} during the load ({row['load_seconds']:.1f} s)")
     back = row["read_back"]
     print(f"  read back        : {back['rows']:,} rows, {back['distinct']:,} ids, exactly once: {back['exactly_once']}")
     if "baseline" in row:
         base = row["baseline"]
+        base_cpu = f", server CPU {base['server_cpu_us_per_event']:.1f} us" if base["server_cpu_seconds"] else ""
         print(
             f"  vs baseline      : {row['ratio_to_baseline']:.2f}x committed events/s, "
             f"{row['acked_ratio_to_baseline']:.2f}x acknowledged requests/s "
-            f"({base['acked_requests_per_s']:,.0f}/s, p99 {base['request_ms']['p99']:.1f} ms)"
+            f"({base['acked_requests_per_s']:,.0f}/s, p99 {base['request_ms']['p99']:.1f} ms{base_cpu})"
         )
     if row["errors"]:
         print(f"  errors ({row['error_count']}): {row['errors'][:3]}")

@@ -22,6 +22,7 @@ from lakebench.api.middleware import Observer, RequestContext, last_resort, unha
 from lakebench.api.problems import RequestProblem, json_response, problem_response, problem_responses
 from lakebench.core.errors import TransientError, is_transient
 from lakebench.core.models import Limits
+from lakebench.core.process import GC_PAUSES
 from lakebench.pipeline.core import Backpressure, Pipeline, PipelineStopped
 from lakebench.pipeline.decode import BodyError, BodyErrorKind, decompress, media_type, parse_records, too_large
 from lakebench.pipeline.dlq import DeadLetters
@@ -132,6 +133,12 @@ class PipelineStats(BaseModel):
     acknowledged_requests: int = Field(description="ingest calls answered once their events were on disk")
     wal_syncs: int = Field(description="fsyncs of the write-ahead log: requests that arrive together share one")
     wal_sync_seconds: float = Field(description="time spent in those fsyncs")
+    gc_collections: list[int] = Field(
+        description="the garbage collector's passes in this worker process since it started serving, by "
+        "generation (2: full)"
+    )
+    gc_seconds: float = Field(description="time those passes stopped the worker's Python threads")
+    gc_longest_pause_ms: float = Field(description="the longest of them")
 
 
 _EVENT_SCHEMA: Final = {"$ref": "#/components/schemas/EventIn"}
@@ -416,6 +423,9 @@ def pipeline_router(
                 "acknowledged_requests": s.acknowledged_requests,
                 "wal_syncs": pipeline.wal.syncs,
                 "wal_sync_seconds": pipeline.wal.sync_seconds,
+                "gc_collections": GC_PAUSES.collections,
+                "gc_seconds": sum(GC_PAUSES.seconds),
+                "gc_longest_pause_ms": GC_PAUSES.longest_s * 1000,
             }
         )
 

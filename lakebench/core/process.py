@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import gc
+import logging
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import IO
 
 _IMPORTED = time.perf_counter()  # where the process's start cannot be read
+log = logging.getLogger(__name__)
 
 
 def process_age_s() -> float:
@@ -65,3 +70,81 @@ def stop_process(proc: subprocess.Popen[bytes] | subprocess.Popen[str], timeout_
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+class GcPauses:
+    """The garbage collector's passes in this process since ``settle_server``, and how long they
+    took (every Python thread waits for a pass: a request's latency holds the longest; threads in
+    native code without the GIL, Arrow's and tantivy's, go on)."""
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]  # by generation: 2 is a full pass
+        self.seconds = [0.0, 0.0, 0.0]
+        self.longest_s = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:  # a gc.callbacks entry
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        generation = info["generation"]
+        self.collections[generation] += 1
+        self.seconds[generation] += took
+        self.longest_s = max(self.longest_s, took)
+
+
+GC_PAUSES = GcPauses()
+
+
+_settled = 0  # apps of this process that are settled (tests start several in one process)
+_settling = threading.Lock()
+_pool_before: object = None
+
+
+def settle_server() -> str:
+    """Tune a long-running server once it has started; returns the Arrow memory pool it uses.
+    From then on ``GC_PAUSES`` counts the collector's passes in this process (the pipeline's
+    stats show them). ``unsettle_server`` undoes it when the last settled app stops.
+
+    - ``gc.freeze()``: what start-up made (modules, classes, the catalog's and the web framework's
+      objects: ~180,000 in an ingest worker) never becomes garbage, yet every full collection went
+      through it, pausing the worker's Python threads 110-160 ms (bench/pipeline.py's 100,000
+      one-event requests, with these counters added to the code before it; frozen: 10-40 ms).
+    - Arrow's jemalloc pool, where the build has it, for what pyarrow allocates (the writer's
+      columns, takes and sorts) instead of its default mimalloc, which asks transparent huge pages
+      for its arena: a worker's first commit spent ~0.5 s of kernel time zeroing them, against
+      ~0.2 s (25,000 2 KB events, 2 vCPUs); later commits cost about the same with either.
+    """
+    global _settled, _pool_before
+    import pyarrow as pa  # a server imports it anyway; the CLI's other commands need not
+
+    with _settling:
+        gc.collect()
+        gc.freeze()  # again for a second app: what the first froze stays frozen
+        if not any(callback is GC_PAUSES for callback in gc.callbacks):
+            gc.callbacks.append(GC_PAUSES)
+        if _settled == 0:
+            _pool_before = pa.default_memory_pool()
+            with contextlib.suppress(NotImplementedError):  # a build without jemalloc keeps its default
+                pa.set_memory_pool(pa.jemalloc_memory_pool())
+        _settled += 1
+        pool = str(pa.default_memory_pool().backend_name)
+    log.debug("server settled: %d objects frozen, Arrow memory pool %s", gc.get_freeze_count(), pool)
+    return pool
+
+
+def unsettle_server() -> None:
+    """At an app's shutdown: when no other app of the process is settled, what ``settle_server``
+    froze goes back to the collector and Arrow's pool back to what it was."""
+    global _settled
+    with _settling:
+        if _settled == 0:  # (its settle_server did not run)
+            return
+        _settled -= 1
+        if _settled == 0:
+            import pyarrow as pa
+
+            gc.unfreeze()
+            if _pool_before is not None:
+                pa.set_memory_pool(_pool_before)
