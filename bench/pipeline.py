@@ -390,7 +390,7 @@ def print_row(row: dict[str, Any]) -> None:
         f"  p99 {latency['p99']:.1f} ms"
     )
     print(f"  log fsyncs       : {row['wal_syncs_per_s']:10,.0f} /s  ({row['requests_per_sync']:.1f} requests each)")
-    if row["server_cpu_us_per_event"] is not None:
+    if "cpu_bound_ratio_to_bare" in row:
         print(
             f"  CPU an event     : server {row['server_cpu_us_per_event']:.1f} us, load generator "
             f"{row['loadgen_cpu_us_per_event']:.1f} us, bare write {bare['cpu_us_per_event']:.1f} us"
