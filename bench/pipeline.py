@@ -62,7 +62,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from lakebench.core.config import Settings  # noqa: E402
-from lakebench.core.process import stop_process  # noqa: E402
+from lakebench.core.process import stat_fields, stop_process  # noqa: E402
 from lakebench.generate.synthetic import GeneratorSpec, generate  # noqa: E402
 from lakebench.lake.catalog import Lake  # noqa: E402
 from lakebench.lake.schema import events_to_arrow  # noqa: E402
@@ -129,8 +129,8 @@ def cpu_seconds(pids: list[int] | None) -> float | None:
     total = 0
     try:
         for pid in pids:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat(5)
+            fields = stat_fields(pid)
+            total += int(fields[11]) + int(fields[12])  # utime, stime
     except OSError:
         return None
     return total / ticks
@@ -142,10 +142,10 @@ def server_pids(proc: subprocess.Popen[bytes], workers: int) -> list[int] | None
     children = []
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            stat = (entry / "stat").read_text()
+            parent = int(stat_fields(entry.name)[1])
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == proc.pid:  # field 4: the parent's pid
+        if parent == proc.pid:
             children.append(int(entry.name))
     if len(children) < (workers if workers > 1 else 0):
         return None

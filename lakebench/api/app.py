@@ -20,7 +20,7 @@ from lakebench.api.middleware import RequestContext, request_id
 from lakebench.api.problems import ProblemDocument, RequestProblem, json_response, problem_response
 from lakebench.api.siblings import SiblingFlush
 from lakebench.core.errors import TransientError
-from lakebench.core.process import settle_server, unsettle_server
+from lakebench.core.process import settled_server
 from lakebench.engines.base import QueryError
 from lakebench.lake.catalog import Lake
 from lakebench.pipeline.core import Pipeline
@@ -63,10 +63,9 @@ def create_app(
         if siblings is not None:
             siblings.start()
         try:
-            settle_server()
-            yield
+            with settled_server():
+                yield
         finally:
-            unsettle_server()
             if siblings is not None:
                 siblings.close()
             pipeline.stop(flush=pipeline.failure is None)

@@ -50,7 +50,7 @@ from lakebench.core.config import Settings
 from lakebench.core.errors import ConfigError, TransientError
 from lakebench.core.logs import fields
 from lakebench.core.models import Event, EventRow
-from lakebench.core.process import settle_server, unsettle_server
+from lakebench.core.process import settled_server
 from lakebench.decide.thresholds import LOOKUP_CACHE_LIMIT_MS, LOOKUP_THRESHOLD_MS, SEARCH_THRESHOLD_MS
 from lakebench.engines import open_engine
 from lakebench.lake.catalog import Lake
@@ -282,10 +282,9 @@ def build_app(config: ServiceConfig) -> FastAPI:
         if warm is not None and config.warm_index:
             threading.Thread(target=_warm, args=(warm,), name="lakebench-index-warm", daemon=True).start()
         try:
-            settle_server()
-            yield
+            with settled_server():
+                yield
         finally:
-            unsettle_server()
             runs.close()
             watcher.stop()
             if broadcast is not None:

@@ -10,6 +10,8 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -17,13 +19,20 @@ _IMPORTED = time.perf_counter()  # where the process's start cannot be read
 log = logging.getLogger(__name__)
 
 
+def stat_fields(pid: int | str = "self") -> list[str]:
+    """A process's ``/proc/<pid>/stat`` (Linux) from its third field on: [0] state, [1] parent pid,
+    [2] process group, [11] utime, [12] stime, [19] start time (clock ticks). ``OSError`` when
+    there is no such process, or no /proc."""
+    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+        stat = f.read()
+    return stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold anything
+
+
 def process_age_s() -> float:
     """Seconds since this process started — interpreter start-up and imports included (Linux /proc);
     elsewhere, since this module was imported."""
     try:
-        with open("/proc/self/stat", encoding="ascii") as f:
-            stat = f.read()
-        started = int(stat[stat.rindex(")") + 2 :].split()[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+        started = int(stat_fields()[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
         return time.clock_gettime(time.CLOCK_BOOTTIME) - started
     except (OSError, ValueError, IndexError, AttributeError):
         return time.perf_counter() - _IMPORTED
@@ -102,10 +111,12 @@ _settling = threading.Lock()
 _pool_before: object = None
 
 
-def settle_server() -> str:
-    """Tune a long-running server once it has started; returns the Arrow memory pool it uses.
-    From then on ``GC_PAUSES`` counts the collector's passes in this process (the pipeline's
-    stats show them). ``unsettle_server`` undoes it when the last settled app stops.
+@contextmanager
+def settled_server() -> Iterator[None]:
+    """A long-running server, tuned while it serves (an app's lifespan, once it has started). From
+    then on ``GC_PAUSES`` counts the collector's passes in this process (the pipeline's stats show
+    them). When the last settled app of the process stops (tests start several in one), what was
+    frozen goes back to the collector and Arrow's pool back to what it was.
 
     - ``gc.freeze()``: what start-up made (modules, classes, the catalog's and the web framework's
       objects: ~180,000 in an ingest worker) never becomes garbage, yet every full collection went
@@ -129,22 +140,17 @@ def settle_server() -> str:
             with contextlib.suppress(NotImplementedError):  # a build without jemalloc keeps its default
                 pa.set_memory_pool(pa.jemalloc_memory_pool())
         _settled += 1
-        pool = str(pa.default_memory_pool().backend_name)
-    log.debug("server settled: %d objects frozen, Arrow memory pool %s", gc.get_freeze_count(), pool)
-    return pool
-
-
-def unsettle_server() -> None:
-    """At an app's shutdown: when no other app of the process is settled, what ``settle_server``
-    froze goes back to the collector and Arrow's pool back to what it was."""
-    global _settled
-    with _settling:
-        if _settled == 0:  # (its settle_server did not run)
-            return
-        _settled -= 1
-        if _settled == 0:
-            import pyarrow as pa
-
-            gc.unfreeze()
-            if _pool_before is not None:
-                pa.set_memory_pool(_pool_before)
+    log.debug(
+        "server settled: %d objects frozen, Arrow memory pool %s",
+        gc.get_freeze_count(),
+        pa.default_memory_pool().backend_name,
+    )
+    try:
+        yield
+    finally:
+        with _settling:
+            _settled -= 1
+            if _settled == 0:
+                gc.unfreeze()
+                if _pool_before is not None:
+                    pa.set_memory_pool(_pool_before)

@@ -19,6 +19,7 @@ from lakebench.api.bench import BenchLimits
 from lakebench.api.ingest import IngestSettings
 from lakebench.api.service import ServiceConfig, build_app
 from lakebench.core.config import Settings
+from lakebench.core.process import stat_fields
 from lakebench.generate.synthetic import GeneratorSpec, generate
 from lakebench.pipeline.core import PipelineConfig
 from tests.integration.test_service import entity_url, seed_lake
@@ -153,15 +154,13 @@ def processes() -> dict[int, tuple[int, int]]:
     reap (ended: only their parent's wait is missing, and a container's PID 1 may never reap what
     is handed to it), with those it should."""
     out = {}
-    for entry in Path("/proc").iterdir():
+    for entry in Path("/proc").glob("[0-9]*"):
         try:
-            stat = (entry / "stat").read_text()
+            fields = stat_fields(entry.name)
         except OSError:
             continue
-        if entry.name.isdigit():
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if fields[0] != "Z" or int(fields[1]) == os.getpid():
-                out[int(entry.name)] = (int(fields[1]), int(fields[2]))
+        if fields[0] != "Z" or int(fields[1]) == os.getpid():
+            out[int(entry.name)] = (int(fields[1]), int(fields[2]))
     return out
 
 

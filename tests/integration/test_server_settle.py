@@ -1,4 +1,4 @@
-"""A started server settles its process (core/process.py ``settle_server``): start-up objects frozen
+"""A started server settles its process (core/process.py ``settled_server``): start-up objects frozen
 out of the garbage collector's full passes, Arrow's jemalloc pool where the build has it; and when
 its last app stops, the process gets both back (an app started inside a longer process, as here)."""
 
